@@ -1,0 +1,262 @@
+"""The span-corruption pre-training input pipeline (pure `tf.data`)."""
+
+import tensorflow as tf
+
+from keras_spactor.data.sources import DocumentStats
+from keras_spactor.data.sources import text_dataset
+from keras_spactor.data.span_corruption import span_corruption
+from keras_spactor.data.span_corruption import span_corruption_lengths
+from keras_spactor.data.vocabulary import NUM_SENTINELS
+from keras_spactor.data.vocabulary import validate_sentinels
+
+# seqio's `reduce_concat_tokens(batch_size=128)`.
+DOCUMENTS_PER_GROUP = 128
+PAD_ID = 0
+EOS_ID = 1
+
+
+def _split_into_chunks(tokens, chunk_length):
+    """Cuts a 1D tensor into a ragged [num_chunks, None]; the tail is short."""
+    n = tf.size(tokens)
+    num_chunks = (n + chunk_length - 1) // chunk_length
+    starts = tf.range(num_chunks) * chunk_length
+    return tf.RaggedTensor.from_row_lengths(
+        tokens, tf.minimum(chunk_length, n - starts)
+    )
+
+
+def _pad_to(tokens, length):
+    tokens = tokens[:length]
+    tokens = tf.pad(tokens, [[0, length - tf.size(tokens)]])
+    return tf.ensure_shape(tokens, [length])
+
+
+def span_corruption_examples(
+    source,
+    tokenizer,
+    inputs_length=512,
+    noise_density=0.15,
+    mean_noise_span_length=3.0,
+    seed=0,
+    split="train",
+    shuffle_buffer=None,
+    repeat=False,
+    num_parallel_calls=tf.data.AUTOTUNE,
+    stats=None,
+):
+    """Un-batched, un-padded span-corruption examples of a text source.
+
+    seqio's T5 recipe: documents are tokenized without EOS; groups of 128
+    consecutive documents are concatenated with no separator (seqio's
+    `reduce_concat_tokens(batch_size=128)`) and each group's stream is cut
+    into chunks of `tokens_length` raw tokens (seqio's `split_tokens`), so
+    the tail of every group is a shorter chunk, as in seqio. Each chunk is
+    corrupted by `span_corruption` with a seed folded statelessly from
+    `(seed, chunk index)`: the same seed and data give the same examples on
+    every backend and after a restart.
+
+    Args:
+        source: a text source spec or a dataset of scalar strings (see
+            `keras_spactor.data.text_dataset`).
+        tokenizer: a `keras_hub.models.T5Tokenizer` whose last 100 pieces
+            are `<extra_id_99>`..`<extra_id_0>`.
+        inputs_length: int. Encoder length; sets `tokens_length`.
+        noise_density: float in (0, 1).
+        mean_noise_span_length: float >= 1.
+        seed: int. Seeds the noise masks and the shuffles.
+        split: split of the source.
+        shuffle_buffer: int or `None`. Shuffle documents (before grouping)
+            and examples with this buffer size; `None` or 0 keeps the order.
+        repeat: bool. Repeat the documents forever.
+        num_parallel_calls: parallelism of the tokenize and corrupt maps.
+        stats: optional `DocumentStats` that counts read and skipped
+            (empty) documents.
+
+    Returns:
+        A dataset of dicts with 1D int32 `"inputs"` and `"targets"`, EOS
+        included.
+    """
+    tokens_length, _ = _check_args(
+        tokenizer, inputs_length, noise_density, mean_noise_span_length
+    )
+    vocabulary_size = tokenizer.vocabulary_size()
+    if isinstance(source, tf.data.Dataset):
+        stats = stats if stats is not None else DocumentStats()
+        documents = source.filter(stats.count)
+    else:
+        documents = text_dataset(source, split=split, stats=stats)
+    if shuffle_buffer:
+        documents = documents.shuffle(shuffle_buffer, seed=seed)
+    if repeat:
+        documents = documents.repeat()
+
+    def tokenize_group(texts):
+        token_ids = tokenizer(texts)
+        flat = tf.cast(token_ids.flat_values, tf.int32)
+        return _split_into_chunks(flat, tokens_length)
+
+    chunks = (
+        documents.batch(DOCUMENTS_PER_GROUP)
+        .map(tokenize_group, num_parallel_calls=num_parallel_calls)
+        .unbatch()
+        .filter(lambda chunk: tf.size(chunk) > 0)
+    )
+    base_seed = tf.constant([seed, 0], dtype=tf.int64)
+
+    def corrupt(index, chunk):
+        chunk_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
+        return span_corruption(
+            chunk,
+            vocabulary_size,
+            noise_density=noise_density,
+            mean_noise_span_length=mean_noise_span_length,
+            seed=chunk_seed,
+            eos_id=EOS_ID,
+        )
+
+    examples = chunks.enumerate().map(
+        corrupt, num_parallel_calls=num_parallel_calls
+    )
+    if shuffle_buffer:
+        examples = examples.shuffle(shuffle_buffer, seed=seed)
+    return examples
+
+
+def _check_args(tokenizer, inputs_length, noise_density, mean_span):
+    tokens_length, targets_length = span_corruption_lengths(
+        inputs_length, noise_density, mean_span
+    )
+    validate_sentinels(tokenizer, NUM_SENTINELS)
+    max_spans = round(round(tokens_length * noise_density) / mean_span)
+    if max_spans > NUM_SENTINELS:
+        raise ValueError(
+            f"inputs_length={inputs_length} gives up to {max_spans} noise "
+            f"spans, more than the {NUM_SENTINELS} sentinels."
+        )
+    return tokens_length, targets_length
+
+
+def _to_model_batch(batch):
+    """`{"inputs", "targets"}` -> keras-hub's `(x, y, sample_weight)`."""
+    inputs, targets = batch["inputs"], batch["targets"]
+    # T5's decoder starts with the pad id.
+    decoder_token_ids = tf.pad(targets[:, :-1], [[0, 0], [1, 0]])
+    x = {
+        "encoder_token_ids": inputs,
+        "encoder_padding_mask": tf.not_equal(inputs, PAD_ID),
+        "decoder_token_ids": decoder_token_ids,
+        "decoder_padding_mask": tf.not_equal(targets, PAD_ID),
+    }
+    sample_weight = tf.cast(tf.not_equal(targets, PAD_ID), tf.float32)
+    return x, targets, sample_weight
+
+
+def pretraining_dataset(
+    source,
+    tokenizer,
+    batch_size,
+    inputs_length=512,
+    noise_density=0.15,
+    mean_noise_span_length=3.0,
+    seed=0,
+    split="train",
+    shuffle_buffer=10_000,
+    repeat=True,
+    num_parallel_calls=tf.data.AUTOTUNE,
+    stats=None,
+):
+    """Batched T5 span-corruption examples for `keras.Model.fit`.
+
+    Builds `span_corruption_examples` (seqio's recipe: 128-document groups
+    concatenated without separator, cut into `tokens_length` chunks, each
+    group's tail a shorter chunk; noise masks seeded per chunk from
+    `(seed, chunk index)`), pads `inputs` to `inputs_length` and `targets`
+    to `targets_length` (from `span_corruption_lengths`) and batches with
+    `drop_remainder=True`, so every batch has static shapes.
+
+    Each element is keras-hub's `(x, y, sample_weight)`:
+    - `x["encoder_token_ids"]`: int32 `[batch_size, inputs_length]`.
+    - `x["encoder_padding_mask"]`: bool, `encoder_token_ids != 0`.
+    - `x["decoder_token_ids"]`: int32 `[batch_size, targets_length]`,
+      `[0] + targets[:-1]` (T5's decoder start id is the pad id, 0).
+    - `x["decoder_padding_mask"]`: bool, `targets != 0`.
+    - `y`: int32 `[batch_size, targets_length]`, the targets.
+    - `sample_weight`: float32, `targets != 0`.
+
+    Empty or whitespace-only documents are skipped; pass a `DocumentStats`
+    as `stats` to count them (the same object is also attached to the
+    returned dataset as `dataset.document_stats`).
+
+    Args:
+        source: `"builtin:python-docs"`, `"tfds:c4/en"`, a path, glob,
+            directory or list of `.jsonl(.gz)`/`.txt` files, or a dataset of
+            scalar strings. See `keras_spactor.data.text_dataset`.
+        tokenizer: a `keras_hub.models.T5Tokenizer` ending with T5's 100
+            sentinels (`<extra_id_0>` = `vocabulary_size() - 1`); checked
+            here, with a `ValueError` otherwise.
+        batch_size: int.
+        inputs_length: int >= 2. Encoder length, EOS included.
+        noise_density: float in (0, 1). Fraction of noise tokens.
+        mean_noise_span_length: float >= 1.
+        seed: int. Same seed and data give the same batches, on every
+            backend.
+        split: `"train"` or `"validation"` (builtin, TFDS and directory
+            sources).
+        shuffle_buffer: int or `None`; documents and examples are shuffled
+            (seeded) with this buffer. `None` or 0 keeps the order.
+        repeat: bool. Repeat the source forever (for step-based training).
+        num_parallel_calls: parallelism of the maps (`tf.data.AUTOTUNE`).
+        stats: optional `DocumentStats`.
+
+    Returns:
+        A `tf.data.Dataset` of `(x, y, sample_weight)`.
+
+    Raises:
+        ValueError: for invalid lengths or noise parameters, a vocabulary
+            without T5's sentinels, or a bad JSONL line.
+        FileNotFoundError: for a missing file.
+
+    Example:
+    ```python
+    tokenizer = keras_spactor.data.default_vocabulary()
+    stats = keras_spactor.data.DocumentStats()
+    ds = pretraining_dataset(
+        "builtin:python-docs", tokenizer, batch_size=8, inputs_length=128,
+        stats=stats,
+    )
+    x, y, sample_weight = next(iter(ds))
+    ```
+    """
+    if int(batch_size) < 1:
+        raise ValueError(f"`batch_size` must be >= 1. Received: {batch_size}")
+    _, targets_length = _check_args(
+        tokenizer, inputs_length, noise_density, mean_noise_span_length
+    )
+    stats = stats if stats is not None else DocumentStats()
+    examples = span_corruption_examples(
+        source,
+        tokenizer,
+        inputs_length=inputs_length,
+        noise_density=noise_density,
+        mean_noise_span_length=mean_noise_span_length,
+        seed=seed,
+        split=split,
+        shuffle_buffer=shuffle_buffer,
+        repeat=repeat,
+        num_parallel_calls=num_parallel_calls,
+        stats=stats,
+    )
+    padded = examples.map(
+        lambda ex: {
+            "inputs": _pad_to(ex["inputs"], inputs_length),
+            "targets": _pad_to(ex["targets"], targets_length),
+        },
+        num_parallel_calls=num_parallel_calls,
+    )
+    ds = (
+        padded.batch(batch_size, drop_remainder=True)
+        .map(_to_model_batch, num_parallel_calls=num_parallel_calls)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    ds.document_stats = stats
+    return ds

@@ -1,0 +1,274 @@
+"""Text sources: JSONL(.gz) and plain-text files, TFDS, the builtin corpus.
+
+A source is given as a spec:
+
+- `"builtin:python-docs"`: the embedded corpus (see `builtin_corpus.py`).
+- `"tfds:<name>"`, e.g. `"tfds:c4/en"`: a TensorFlow Datasets dataset read
+  with `tfds.load(name, split=split)`; documents are its `"text"` feature.
+- a file path, a glob, a directory or a list of those. `.jsonl`,
+  `.jsonl.gz`, `.json.gz`: one JSON object per line with a `"text"` field.
+  `.txt`, `.txt.gz`: one document per line. For a directory, the files
+  whose name contains `split` (e.g. `docs.train.jsonl.gz`) are read.
+"""
+
+import glob
+import gzip
+import json
+import os
+
+import tensorflow as tf
+
+from keras_spactor.data.builtin_corpus import builtin_corpus_documents
+
+_JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz")
+_TEXT_SUFFIXES = (".txt", ".txt.gz")
+# Files up to this total size are checked line by line when the dataset is
+# built, so that a bad line fails early with a plain Python error.
+_VALIDATE_MAX_BYTES = 256 * 2**20
+# Empty when only whitespace (including Unicode separators) remains.
+_BLANK_PATTERN = r"[\s\p{Z}]*"
+
+
+class DocumentStats:
+    """Counters of the documents a text source read and skipped.
+
+    The counters are `tf.Variable`s updated by the `tf.data` pipeline as it
+    runs, so they count what has been read so far (across repetitions when
+    the dataset repeats).
+
+    Example:
+    ```python
+    stats = DocumentStats()
+    ds = text_dataset("docs.jsonl.gz", stats=stats)
+    for _ in ds:
+        pass
+    print(stats.skipped_empty, stats.documents)
+    ```
+    """
+
+    def __init__(self):
+        with tf.init_scope():
+            self._read = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self._skipped = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    @property
+    def documents(self):
+        """Number of documents read, skipped ones included."""
+        return int(self._read.numpy())
+
+    @property
+    def skipped_empty(self):
+        """Number of empty or whitespace-only documents skipped."""
+        return int(self._skipped.numpy())
+
+    def count(self, text):
+        """Counts one document; returns `True` if it should be kept."""
+        blank = tf.strings.regex_full_match(text, _BLANK_PATTERN)
+        with tf.control_dependencies(
+            [
+                self._read.assign_add(1),
+                self._skipped.assign_add(tf.cast(blank, tf.int64)),
+            ]
+        ):
+            return tf.logical_not(blank)
+
+    def __repr__(self):
+        return (
+            f"DocumentStats(documents={self.documents}, "
+            f"skipped_empty={self.skipped_empty})"
+        )
+
+
+def _has_suffix(path, suffixes):
+    return path.lower().endswith(suffixes)
+
+
+def resolve_files(source, split="train"):
+    """Expands a path, glob, directory or list of them into file paths.
+
+    Raises:
+        FileNotFoundError: naming the path or pattern that matched nothing.
+        ValueError: for a file of an unknown format.
+    """
+    specs = [source] if isinstance(source, (str, os.PathLike)) else source
+    files = []
+    for spec in specs:
+        spec = os.fspath(spec)
+        if os.path.isdir(spec):
+            matched = sorted(
+                p
+                for p in glob.glob(os.path.join(spec, f"*{split}*"))
+                if _has_suffix(p, _JSONL_SUFFIXES + _TEXT_SUFFIXES)
+            )
+        elif glob.has_magic(spec):
+            matched = sorted(glob.glob(spec))
+        else:
+            matched = [spec] if os.path.isfile(spec) else []
+        if not matched:
+            raise FileNotFoundError(
+                f"Text source {spec!r} matched no file"
+                + (f" for split {split!r}" if os.path.isdir(spec) else "")
+                + "."
+            )
+        files.extend(matched)
+    for path in files:
+        if not _has_suffix(path, _JSONL_SUFFIXES + _TEXT_SUFFIXES):
+            raise ValueError(
+                f"Unknown text file format: {path!r}. Expected one of "
+                f"{_JSONL_SUFFIXES + _TEXT_SUFFIXES}."
+            )
+    return files
+
+
+def _open_lines(path):
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    with opener(path, "rb") as file:
+        for line_number, line in enumerate(file, start=1):
+            # Invalid UTF-8 is replaced, never fatal.
+            yield line_number, line.decode("utf-8", errors="replace")
+
+
+def _parse_jsonl_line(path, line_number, line):
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"{path}, line {line_number}: not valid JSON ({e.msg})."
+        ) from None
+    if not isinstance(record, dict) or "text" not in record:
+        raise ValueError(
+            f'{path}, line {line_number}: the JSON object has no "text" field.'
+        )
+    if not isinstance(record["text"], str):
+        raise ValueError(f'{path}, line {line_number}: "text" is not a string.')
+    return record["text"]
+
+
+def iter_file_documents(files):
+    """Yields the documents of JSONL(.gz) and text files as Python strings.
+
+    Raises:
+        ValueError: naming the file and line of a JSONL line that is not
+            JSON or has no `"text"` string.
+    """
+    for path in files:
+        is_jsonl = _has_suffix(path, _JSONL_SUFFIXES)
+        for line_number, line in _open_lines(path):
+            if is_jsonl:
+                if not line.strip():
+                    yield ""  # A blank line: an empty document, counted.
+                    continue
+                yield _parse_jsonl_line(path, line_number, line)
+            else:
+                yield line.rstrip("\r\n")
+
+
+def _validate_files(files, validate):
+    if validate is None:
+        size = sum(os.path.getsize(p) for p in files)
+        validate = size <= _VALIDATE_MAX_BYTES
+    if validate:
+        for _ in iter_file_documents(files):
+            pass
+
+
+def iter_documents(source, split="train"):
+    """Yields the raw documents of a source spec as Python strings.
+
+    Unlike `text_dataset`, nothing is skipped. Used to train vocabularies.
+
+    Args:
+        source: a source spec (see `text_dataset`).
+        split: split name for `builtin:`, `tfds:` and directory sources.
+    """
+    if isinstance(source, str) and source.startswith("builtin:"):
+        yield from _builtin_documents(source, split)
+    elif isinstance(source, str) and source.startswith("tfds:"):
+        for text in _tfds_dataset(source, split).as_numpy_iterator():
+            yield text.decode("utf-8", errors="replace")
+    else:
+        yield from iter_file_documents(resolve_files(source, split))
+
+
+def _builtin_documents(source, split):
+    name = source[len("builtin:") :]
+    if name != "python-docs":
+        raise ValueError(
+            f"Unknown builtin corpus {name!r}. Available: 'python-docs'."
+        )
+    return builtin_corpus_documents(split)
+
+
+def _tfds_dataset(source, split):
+    import tensorflow_datasets as tfds
+
+    name = source[len("tfds:") :]
+    ds = tfds.load(name, split=split, shuffle_files=False)
+    if "text" not in ds.element_spec:
+        raise ValueError(
+            f"TFDS dataset {name!r} has no 'text' feature. "
+            f"Features: {sorted(ds.element_spec)}"
+        )
+    ds = ds.map(lambda x: x["text"], num_parallel_calls=tf.data.AUTOTUNE)
+    # Invalid UTF-8 is replaced, never fatal.
+    return ds.map(
+        lambda text: tf.strings.unicode_transcode(
+            text, "UTF-8", "UTF-8", errors="replace"
+        ),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+
+def text_dataset(source, split="train", stats=None, validate=None):
+    """A `tf.data.Dataset` of the documents of a text source.
+
+    Documents that are empty or whitespace only are skipped and counted in
+    `stats`. Invalid UTF-8 bytes are replaced by U+FFFD.
+
+    Args:
+        source: a source spec: `"builtin:python-docs"`, `"tfds:<name>"`
+            (e.g. `"tfds:c4/en"`), or a path, glob or directory of
+            `.jsonl`, `.jsonl.gz`, `.json.gz`, `.txt` or `.txt.gz` files,
+            or a list of those.
+        split: `"train"` or `"validation"` for builtin, TFDS and directory
+            sources; ignored for explicit files.
+        stats: optional `DocumentStats` to count read and skipped documents.
+        validate: whether to read JSONL files once when the dataset is
+            built, so that a bad line raises a `ValueError` naming the file
+            and line right away. `None` (default) validates when the files
+            total at most 256 MiB. A bad line found later, while iterating,
+            still names the file and line in the raised error.
+
+    Returns:
+        A dataset of scalar `tf.string` documents.
+
+    Raises:
+        FileNotFoundError: when a path or glob matches no file.
+        ValueError: for an unknown spec or file format, or a bad JSONL line
+            (when validated).
+
+    Example:
+    ```python
+    stats = DocumentStats()
+    ds = text_dataset("builtin:python-docs", split="validation", stats=stats)
+    ```
+    """
+    stats = stats if stats is not None else DocumentStats()
+    signature = tf.TensorSpec([], tf.string)
+    if isinstance(source, str) and source.startswith("builtin:"):
+        documents = _builtin_documents(source, split)
+        ds = tf.data.Dataset.from_tensor_slices(
+            tf.constant(documents or [""], dtype=tf.string)
+        ).take(len(documents))
+    elif isinstance(source, str) and source.startswith("tfds:"):
+        ds = _tfds_dataset(source, split)
+    else:
+        files = resolve_files(source, split)
+        _validate_files(files, validate)
+        ds = tf.data.Dataset.from_generator(
+            lambda: (
+                t.encode("utf-8", "replace") for t in iter_file_documents(files)
+            ),
+            output_signature=signature,
+        )
+    return ds.filter(stats.count)
