@@ -1,0 +1,10 @@
+"""keras-spactor: SpacTor-T5 pre-training for Keras 3 and keras-hub."""
+
+from keras_spactor import callbacks
+from keras_spactor import data
+from keras_spactor import layers
+from keras_spactor.models import SpacTorT5
+
+__version__ = "0.1.0"
+
+__all__ = ["SpacTorT5", "callbacks", "data", "layers"]

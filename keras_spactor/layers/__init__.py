@@ -1,0 +1,11 @@
+from keras_spactor.layers.generator_masked_lm_head import GeneratorMaskedLMHead
+from keras_spactor.layers.replaced_token_detection_head import (
+    ReplacedTokenDetectionHead,
+)
+from keras_spactor.layers.spactor_generator import SpacTorGenerator
+
+__all__ = [
+    "GeneratorMaskedLMHead",
+    "ReplacedTokenDetectionHead",
+    "SpacTorGenerator",
+]

@@ -1,0 +1,85 @@
+"""Backend-neutral helpers for choosing and replacing generator inputs."""
+
+import keras
+from keras import ops
+
+
+def replaceable_positions(
+    token_ids, padding_mask, first_sentinel_id, eos_token_id, pad_token_id
+):
+    """Positions that may be masked and are scored by RTD.
+
+    Everything but sentinels (`>= first_sentinel_id`), EOS and padding.
+
+    Args:
+        token_ids: int tensor `[batch, length]`, span-corrupted encoder input.
+        padding_mask: bool/int tensor `[batch, length]`.
+        first_sentinel_id: int. Smallest sentinel id (`vocab - sentinels`).
+        eos_token_id: int.
+        pad_token_id: int.
+
+    Returns:
+        A bool tensor `[batch, length]`.
+    """
+    return ops.logical_and(
+        ops.logical_and(
+            ops.cast(padding_mask, "bool"), token_ids < first_sentinel_id
+        ),
+        ops.logical_and(
+            ops.not_equal(token_ids, eos_token_id),
+            ops.not_equal(token_ids, pad_token_id),
+        ),
+    )
+
+
+def select_masked_positions(eligible, mlm_probability, num_predictions, seed):
+    """Pick `round(mlm_probability * eligible)` positions per example.
+
+    Positions are returned gathered to a fixed count (ELECTRA's
+    `max_predictions_per_seq`) so that the generator head runs on
+    `[batch, num_predictions]` tokens, not on every position.
+
+    Args:
+        eligible: bool tensor `[batch, length]` of maskable positions.
+        mlm_probability: float. Fraction of eligible positions to mask.
+        num_predictions: int. Static number of slots per example.
+        seed: a `keras.random.SeedGenerator` or seed.
+
+    Returns:
+        `(positions, weights)`: int32 `[batch, num_predictions]` indices
+        (distinct within an example) and float32 weights that are 1 for the
+        slots in use and 0 for unused slots.
+    """
+    scores = keras.random.uniform(ops.shape(eligible), seed=seed)
+    scores = ops.where(eligible, scores, -1.0)
+    top_scores, positions = ops.top_k(scores, k=num_predictions)
+    count = ops.sum(ops.cast(eligible, "float32"), axis=-1, keepdims=True)
+    wanted = ops.maximum(ops.round(count * mlm_probability), 1.0)
+    slot = ops.cast(ops.arange(num_predictions), "float32")[None, :]
+    in_use = ops.logical_and(slot < wanted, top_scores >= 0.0)
+    return ops.cast(positions, "int32"), ops.cast(in_use, "float32")
+
+
+def replace_tokens(token_ids, positions, weights, new_tokens):
+    """Write `new_tokens` at `positions` where `weights` is 1.
+
+    Args:
+        token_ids: int tensor `[batch, length]`.
+        positions: int tensor `[batch, slots]`, distinct per example.
+        weights: float tensor `[batch, slots]`, 1 for slots in use.
+        new_tokens: int tensor `[batch, slots]` (or a scalar).
+
+    Returns:
+        `(new_token_ids, is_written)` with `is_written` a bool `[batch,
+        length]` tensor.
+    """
+    length = ops.shape(token_ids)[1]
+    # [batch, slots, length]; cheap because slots ~ 0.15 * length.
+    hits = ops.one_hot(positions, length, dtype="int32")
+    hits = hits * ops.cast(weights, "int32")[:, :, None]
+    is_written = ops.sum(hits, axis=1) > 0
+    new_tokens = ops.broadcast_to(
+        ops.cast(new_tokens, "int32"), ops.shape(positions)
+    )
+    scattered = ops.sum(hits * new_tokens[:, :, None], axis=1)
+    return ops.where(is_written, scattered, token_ids), is_written

@@ -1,0 +1,664 @@
+import math
+
+import keras
+from keras import ops
+
+from keras_spactor.layers.generator_masked_lm_head import GeneratorMaskedLMHead
+from keras_spactor.layers.replaced_token_detection_head import (
+    ReplacedTokenDetectionHead,
+)
+from keras_spactor.layers.spactor_generator import SpacTorGenerator
+from keras_spactor.models import generator_masking
+from keras_spactor.models import preset_io
+from keras_spactor.models import train_steps
+
+REQUIRED_INPUT_KEYS = (
+    "encoder_token_ids",
+    "encoder_padding_mask",
+    "decoder_token_ids",
+    "decoder_padding_mask",
+)
+HYBRID_ONLY_METRICS = (
+    "mlm_loss",
+    "generator_accuracy",
+    "rtd_loss",
+    "rtd_accuracy",
+)
+
+
+def _weighted_mean(values, weights):
+    weights = ops.cast(weights, "float32")
+    total = ops.sum(ops.cast(values, "float32") * weights)
+    return total / ops.maximum(ops.sum(weights), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="keras_spactor")
+class SpacTorT5(keras.Model):
+    """SpacTor-T5 pre-training model (Ye et al., 2024, arXiv 2401.13160).
+
+    Wraps a real `keras_hub.models.T5Backbone` and adds what SpacTor needs
+    while pre-training: a small generator that shares the backbone's input
+    embedding and a replaced-token-detection (RTD) head on the encoder.
+
+    Stage 1 (hybrid, optimizer steps `0 … tau-1`): a fraction
+    `mlm_probability` of the non-sentinel, non-EOS, non-pad encoder inputs
+    is replaced by `mask_token_id`; the generator predicts them (`L_MLM`); a
+    token is sampled from `softmax(logits / sampling_temperature)` at each
+    masked position (no gradient flows through the sample); the T5 encoder
+    reads the result and the RTD head says which tokens were replaced
+    (`L_RTD`, ELECTRA's rule: a sample equal to the original is
+    "original"); the decoder is trained on the span-corruption targets
+    (`L_SC`). `L = L_SC + mlm_loss_weight * L_MLM + rtd_loss_weight * L_RTD`.
+
+    Stage 2 (from step `tau` on): plain span corruption on the un-masked
+    inputs. The generator and RTD head are not run and leave the optimizer's
+    update entirely, so their weights stay bit-identical.
+
+    The switch lands on exactly optimizer step `tau`, also with
+    `steps_per_execution > 1` (an execution that spans `tau` decides the
+    stage inside the compiled step), across several `fit` calls and after
+    restoring a checkpoint (the step count is the optimizer's `iterations`).
+    Use `keras_spactor.callbacks.TauScheduler` to set `tau`, or pass it here.
+
+    Batches are keras-hub's `(x, y, sample_weight)`: `x` holds
+    `encoder_token_ids`, `encoder_padding_mask`, `decoder_token_ids`,
+    `decoder_padding_mask`; `y` the span-corruption targets. See
+    `keras_spactor.data.pretraining_dataset`.
+
+    Args:
+        backbone: a `keras_hub.models.T5Backbone`.
+        vocabulary_size: int. The TOKENIZER's vocabulary size; sentinels
+            count down from `vocabulary_size - 1`. Defaults to the
+            backbone's `vocabulary_size` (T5's own vocabulary has 32,100
+            pieces in a 32,128-row embedding: pass 32100 there).
+        num_sentinels: int. Number of sentinel ids at the top of the
+            vocabulary; never masked, never scored by RTD.
+        mask_token_id: int. Id written at masked positions. Defaults to
+            `vocabulary_size` when the embedding has a spare row (T5:
+            32100), else it must be given (a `<mask>` piece).
+        eos_token_id: int. T5's `</s>` (1).
+        pad_token_id: int. T5's `<pad>` (0).
+        generator_num_layers: int. Defaults to
+            `max(1, backbone.num_layers // 4)`.
+        generator_hidden_dim: int. Defaults to the backbone's width.
+        generator_num_heads: int. Defaults to the backbone's.
+        generator_intermediate_dim: int. Defaults to the backbone's.
+        mlm_probability: float. Fraction of maskable positions masked.
+        max_predictions: int. Static number of masked slots per example.
+            Defaults to `ceil(mlm_probability * encoder_length)`.
+        sampling_temperature: float. Temperature of the generator samples.
+        mlm_loss_weight: float. `lambda_mlm` (default 1.0, ELECTRA's).
+        rtd_loss_weight: float. `lambda_rtd` (default 50.0, ELECTRA's; the
+            paper's exact value could not be confirmed from public copies).
+        tau: int or None. First stage-2 optimizer step; `0` is plain span
+            corruption, `None` is hybrid throughout.
+        seed: int. Seed of the masking and sampling randomness.
+        tokenizer: optional `keras_hub.models.T5Tokenizer`, checked against
+            the model's vocabulary and saved with `save_to_preset`.
+
+    Example:
+    ```python
+    backbone = keras_hub.models.T5Backbone(
+        vocabulary_size=2000, num_layers=2, num_heads=2, hidden_dim=64,
+        intermediate_dim=128, dropout=0.0, tie_embedding_weights=False,
+        activation="gelu",
+    )
+    model = keras_spactor.SpacTorT5(backbone, vocabulary_size=1999)
+    model.compile(optimizer="adamw")
+    model.fit(
+        dataset, steps_per_epoch=100,
+        callbacks=[keras_spactor.callbacks.TauScheduler(tau=50)],
+    )
+    ```
+    """
+
+    def __init__(
+        self,
+        backbone,
+        vocabulary_size=None,
+        num_sentinels=100,
+        mask_token_id=None,
+        eos_token_id=1,
+        pad_token_id=0,
+        generator_num_layers=None,
+        generator_hidden_dim=None,
+        generator_num_heads=None,
+        generator_intermediate_dim=None,
+        mlm_probability=0.15,
+        max_predictions=None,
+        sampling_temperature=1.0,
+        mlm_loss_weight=1.0,
+        rtd_loss_weight=50.0,
+        tau=None,
+        seed=None,
+        tokenizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        self.vocabulary_size = int(vocabulary_size or backbone.vocabulary_size)
+        self.num_sentinels = int(num_sentinels)
+        if mask_token_id is None:
+            mask_token_id = self.vocabulary_size
+        self.mask_token_id = int(mask_token_id)
+        self.eos_token_id = int(eos_token_id)
+        self.pad_token_id = int(pad_token_id)
+        self.generator_num_layers = generator_num_layers or max(
+            1, backbone.num_layers // 4
+        )
+        self.generator_hidden_dim = generator_hidden_dim or backbone.hidden_dim
+        self.generator_num_heads = generator_num_heads or backbone.num_heads
+        self.generator_intermediate_dim = (
+            generator_intermediate_dim or backbone.intermediate_dim
+        )
+        self.mlm_probability = float(mlm_probability)
+        self.max_predictions = max_predictions
+        self.sampling_temperature = float(sampling_temperature)
+        self.mlm_loss_weight = float(mlm_loss_weight)
+        self.rtd_loss_weight = float(rtd_loss_weight)
+        self.seed = seed
+        self.tokenizer = tokenizer
+        self._validate_config()
+
+        activation = keras.activations.serialize(backbone.activation)
+        if isinstance(activation, dict):
+            activation = activation.get("config", "gelu")
+        self.generator = SpacTorGenerator(
+            num_layers=self.generator_num_layers,
+            num_heads=self.generator_num_heads,
+            hidden_dim=self.generator_hidden_dim,
+            intermediate_dim=self.generator_intermediate_dim,
+            embedding_dim=backbone.hidden_dim,
+            activation=activation,
+            use_gated_activation=backbone.use_gated_activation,
+            dropout=backbone.dropout,
+            layer_norm_epsilon=backbone.layer_norm_epsilon,
+            dtype=backbone.dtype_policy,
+            name="generator",
+        )
+        self.generator_head = GeneratorMaskedLMHead(
+            vocabulary_size=backbone.vocabulary_size,
+            embedding_dim=backbone.hidden_dim,
+            dtype=backbone.dtype_policy,
+            name="generator_head",
+        )
+        self.rtd_head = ReplacedTokenDetectionHead(
+            hidden_dim=backbone.hidden_dim,
+            dtype=backbone.dtype_policy,
+            name="rtd_head",
+        )
+        self.seed_generator = keras.random.SeedGenerator(
+            seed, name="masking_seed"
+        )
+        self.generator.build((None, None, backbone.hidden_dim))
+        self.generator_head.build((None, None, self.generator_hidden_dim))
+        self.rtd_head.build((None, None, backbone.hidden_dim))
+
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.sc_loss_tracker = keras.metrics.Mean(name="sc_loss")
+        self.sc_accuracy_tracker = keras.metrics.Mean(name="sc_accuracy")
+        self.mlm_loss_tracker = keras.metrics.Mean(name="mlm_loss")
+        self.generator_accuracy_tracker = keras.metrics.Mean(
+            name="generator_accuracy"
+        )
+        self.rtd_loss_tracker = keras.metrics.Mean(name="rtd_loss")
+        self.rtd_accuracy_tracker = keras.metrics.Mean(name="rtd_accuracy")
+
+        self._tau = None
+        self.tau = tau
+        self._train_variants = {}
+        self._host_step = None
+        self._stage2_confirmed = False
+
+    # ------------------------------------------------------------------
+    # Configuration and validation.
+
+    def _validate_config(self):
+        rows = self.backbone.vocabulary_size
+        if self.vocabulary_size > rows:
+            raise ValueError(
+                f"The tokenizer vocabulary ({self.vocabulary_size} pieces) is "
+                f"larger than the model's embedding ({rows} rows)."
+            )
+        if not 0 < self.num_sentinels < self.vocabulary_size:
+            raise ValueError(
+                f"num_sentinels={self.num_sentinels} must be in "
+                f"(0, {self.vocabulary_size})."
+            )
+        first_sentinel = self.vocabulary_size - self.num_sentinels
+        mask = self.mask_token_id
+        if not 0 <= mask < rows:
+            raise ValueError(
+                f"mask_token_id={mask} is outside the model's embedding "
+                f"(0..{rows - 1}). With a vocabulary that fills the "
+                "embedding, give the id of a dedicated '<mask>' piece."
+            )
+        if mask in (self.pad_token_id, self.eos_token_id):
+            raise ValueError(
+                f"mask_token_id={mask} collides with the pad or EOS token."
+            )
+        if first_sentinel <= mask < self.vocabulary_size:
+            raise ValueError(
+                f"mask_token_id={mask} collides with a sentinel (sentinels "
+                f"are {first_sentinel}..{self.vocabulary_size - 1})."
+            )
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise ValueError(
+                f"mlm_probability={self.mlm_probability} must be in (0, 1)."
+            )
+        if self.sampling_temperature <= 0:
+            raise ValueError("sampling_temperature must be positive.")
+        if self.tokenizer is not None:
+            self._validate_tokenizer(self.tokenizer)
+
+    def _validate_tokenizer(self, tokenizer):
+        size = tokenizer.vocabulary_size()
+        if size != self.vocabulary_size:
+            raise ValueError(
+                f"Tokenizer/model vocabulary mismatch: the tokenizer has "
+                f"{size} pieces but the model was configured for "
+                f"vocabulary_size={self.vocabulary_size}."
+            )
+        if self.mask_token_id < size:
+            piece = tokenizer.id_to_token(self.mask_token_id)
+            if piece != "<mask>":
+                raise ValueError(
+                    f"mask_token_id={self.mask_token_id} is the real token "
+                    f"{piece!r} of the tokenizer, not a '<mask>' piece."
+                )
+
+    @property
+    def tau(self):
+        """First stage-2 optimizer step (`None`: hybrid throughout)."""
+        return self._tau
+
+    @tau.setter
+    def tau(self, value):
+        if value is not None:
+            if isinstance(value, bool) or int(value) != value:
+                raise ValueError(f"tau must be an int step, got {value!r}.")
+            if value < 0:
+                raise ValueError(f"tau must be >= 0, got {value}.")
+            value = int(value)
+        self._tau = value
+        # The in-graph switch bakes `tau` in: re-trace it, re-read the step.
+        if hasattr(self, "_train_variants"):
+            self._train_variants.pop("mixed", None)
+            self._host_step = None
+            self._stage2_confirmed = False
+
+    @property
+    def auxiliary_layers(self):
+        """Layers that only stage 1 runs: generator and heads."""
+        return [self.generator, self.generator_head, self.rtd_head]
+
+    @property
+    def metrics(self):
+        return [
+            self.loss_tracker,
+            self.sc_loss_tracker,
+            self.sc_accuracy_tracker,
+            self.mlm_loss_tracker,
+            self.generator_accuracy_tracker,
+            self.rtd_loss_tracker,
+            self.rtd_accuracy_tracker,
+        ]
+
+    # ------------------------------------------------------------------
+    # Forward computation (backend neutral).
+
+    def call(self, inputs, training=False):
+        """Span-corruption forward pass: decoder logits `[b, t, vocab]`."""
+        outputs = self.backbone(inputs, training=training)
+        return self.lm_logits(outputs["decoder_sequence_output"])
+
+    def lm_logits(self, hidden_states):
+        """The decoder LM head, exactly as `T5Seq2SeqLM` computes it."""
+        if self.backbone.tie_embedding_weights:
+            hidden_states = hidden_states * ops.cast(
+                self.backbone.hidden_dim**-0.5, hidden_states.dtype
+            )
+        return self.backbone.token_embedding(hidden_states, reverse=True)
+
+    def replaceable_mask(self, token_ids, padding_mask):
+        """Bool mask of positions that may be masked and are RTD-scored."""
+        return generator_masking.replaceable_positions(
+            token_ids,
+            padding_mask,
+            self.vocabulary_size - self.num_sentinels,
+            self.eos_token_id,
+            self.pad_token_id,
+        )
+
+    def _num_predictions(self, length):
+        if self.max_predictions:
+            return int(min(self.max_predictions, length))
+        return max(1, min(length, math.ceil(self.mlm_probability * length)))
+
+    def generator_forward(self, token_ids, padding_mask, training=False):
+        """Mask, run the generator and sample replacements.
+
+        Returns a dict with `replaced_token_ids`, `is_replaced` (ELECTRA's
+        label: differs from the original), `eligible`, `positions`,
+        `weights`, `original_token_ids` and `logits` (at the masked slots).
+        """
+        eligible = self.replaceable_mask(token_ids, padding_mask)
+        positions, weights = generator_masking.select_masked_positions(
+            eligible,
+            self.mlm_probability,
+            self._num_predictions(token_ids.shape[1]),
+            seed=self.seed_generator,
+        )
+        masked_ids, _ = generator_masking.replace_tokens(
+            token_ids, positions, weights, self.mask_token_id
+        )
+        embeddings = self.backbone.token_embedding(masked_ids)
+        hidden = self.generator(embeddings, padding_mask, training=training)
+        hidden = ops.take_along_axis(hidden, positions[:, :, None], axis=1)
+        logits = self.generator_head(
+            hidden, self.backbone.token_embedding.embeddings
+        )
+        logits = ops.cast(logits, "float32")
+        # The sample carries no gradient (ELECTRA): G learns from L_MLM only.
+        sample_logits = ops.stop_gradient(logits) / self.sampling_temperature
+        batch, slots = ops.shape(positions)[0], ops.shape(positions)[1]
+        samples = keras.random.categorical(
+            ops.reshape(sample_logits, (-1, ops.shape(logits)[-1])),
+            1,
+            seed=self.seed_generator,
+            dtype="int32",
+        )
+        samples = ops.reshape(samples, (batch, slots))
+        replaced, _ = generator_masking.replace_tokens(
+            token_ids, positions, weights, samples
+        )
+        return {
+            "replaced_token_ids": replaced,
+            "is_replaced": ops.not_equal(replaced, token_ids),
+            "eligible": eligible,
+            "positions": positions,
+            "weights": weights,
+            "original_token_ids": ops.take_along_axis(
+                token_ids, positions, axis=1
+            ),
+            "logits": logits,
+        }
+
+    def compute_losses(
+        self, x, y, sample_weight=None, hybrid=True, training=True
+    ):
+        """All SpacTor losses for one batch, backend neutral.
+
+        Args:
+            x: dict of the four T5 inputs.
+            y: int tensor of span-corruption targets.
+            sample_weight: target weights; defaults to `y != pad`.
+            hybrid: bool (Python). Stage 1 if True, plain SC if False.
+            training: bool.
+
+        Returns:
+            `(loss, stats)` with `stats` a dict of float32 scalars (the
+            stage-1-only entries are zeros when `hybrid` is False).
+        """
+        token_ids = ops.cast(x["encoder_token_ids"], "int32")
+        padding_mask = x["encoder_padding_mask"]
+        y = ops.cast(y, "int32")
+        if sample_weight is None:
+            sample_weight = ops.not_equal(y, self.pad_token_id)
+        zero = ops.zeros((), "float32")
+        stats = {name: zero for name in HYBRID_ONLY_METRICS}
+        encoder_ids = token_ids
+        if hybrid:
+            generated = self.generator_forward(
+                token_ids, padding_mask, training=training
+            )
+            encoder_ids = generated["replaced_token_ids"]
+            targets = generated["original_token_ids"]
+            mlm_loss = _weighted_mean(
+                ops.sparse_categorical_crossentropy(
+                    targets, generated["logits"], from_logits=True
+                ),
+                generated["weights"],
+            )
+            stats["mlm_loss"] = mlm_loss
+            stats["generator_accuracy"] = _weighted_mean(
+                ops.equal(
+                    ops.cast(ops.argmax(generated["logits"], -1), "int32"),
+                    targets,
+                ),
+                generated["weights"],
+            )
+        outputs = self.backbone(
+            {
+                "encoder_token_ids": encoder_ids,
+                "encoder_padding_mask": padding_mask,
+                "decoder_token_ids": x["decoder_token_ids"],
+                "decoder_padding_mask": x["decoder_padding_mask"],
+            },
+            training=training,
+        )
+        logits = ops.cast(
+            self.lm_logits(outputs["decoder_sequence_output"]), "float32"
+        )
+        sc_loss = _weighted_mean(
+            ops.sparse_categorical_crossentropy(y, logits, from_logits=True),
+            sample_weight,
+        )
+        stats["sc_loss"] = sc_loss
+        stats["sc_accuracy"] = _weighted_mean(
+            ops.equal(ops.cast(ops.argmax(logits, -1), "int32"), y),
+            sample_weight,
+        )
+        loss = sc_loss
+        if hybrid:
+            rtd_logits = ops.cast(
+                self.rtd_head(outputs["encoder_sequence_output"]), "float32"
+            )
+            labels = ops.cast(generated["is_replaced"], "float32")
+            rtd_weights = generated["eligible"]
+            stats["rtd_loss"] = _weighted_mean(
+                ops.binary_crossentropy(labels, rtd_logits, from_logits=True),
+                rtd_weights,
+            )
+            stats["rtd_accuracy"] = _weighted_mean(
+                ops.equal(ops.cast(rtd_logits > 0, "float32"), labels),
+                rtd_weights,
+            )
+            loss = (
+                sc_loss
+                + self.mlm_loss_weight * stats["mlm_loss"]
+                + self.rtd_loss_weight * stats["rtd_loss"]
+            )
+        stats["loss"] = loss
+        return loss, stats
+
+    def update_train_metrics(self, stats, hybrid):
+        """Update the trackers; stage-1-only ones only count stage-1 steps."""
+        hybrid_weight = ops.cast(hybrid, "float32")
+        for metric in self.metrics:
+            weight = None
+            if metric.name in HYBRID_ONLY_METRICS:
+                weight = hybrid_weight
+            metric.update_state(stats[metric.name], sample_weight=weight)
+        logs = {metric.name: metric.result() for metric in self.metrics}
+        logs["stage"] = 2.0 - hybrid_weight
+        return logs
+
+    def update_test_metrics(self, stats):
+        trackers = [
+            self.loss_tracker,
+            self.sc_loss_tracker,
+            self.sc_accuracy_tracker,
+        ]
+        for metric in trackers:
+            metric.update_state(stats[metric.name])
+        return {metric.name: metric.result() for metric in trackers}
+
+    # ------------------------------------------------------------------
+    # Training loop integration.
+
+    def check_batch(self, x, y=None):
+        """Clear errors for malformed batches, before anything compiles."""
+        if not isinstance(x, dict):
+            raise ValueError(
+                "SpacTorT5 expects batches `(x, y[, sample_weight])` with `x` "
+                f"a dict of {list(REQUIRED_INPUT_KEYS)}; got x of type "
+                f"{type(x).__name__}."
+            )
+        missing = [k for k in REQUIRED_INPUT_KEYS if k not in x]
+        if missing:
+            raise ValueError(
+                f"The batch is missing the inputs {missing}; SpacTorT5 needs "
+                f"{list(REQUIRED_INPUT_KEYS)} (got {sorted(x)})."
+            )
+        if y is None:
+            raise ValueError("SpacTorT5 needs span-corruption targets `y`.")
+
+    def train_step(self, *args):
+        return train_steps.train_step(self, *args, mode="hybrid")
+
+    def test_step(self, *args):
+        return train_steps.test_step(self, *args)
+
+    def make_train_function(self, force=False):
+        if self.train_function is not None and not force:
+            return self.train_function
+        self._train_variants = {}
+        self._host_step = None
+        self._stage2_confirmed = False
+        self.train_function = self._dispatch_train_function
+        return self.train_function
+
+    def _variant(self, mode):
+        """The compiled train function for `hybrid`, `sc` or `mixed`."""
+        if mode not in self._train_variants:
+            # A distinct step function per stage: jit caches traces by
+            # function, so the variants must not share `self.train_step`.
+            def step(*args):
+                return train_steps.train_step(self, *args, mode=mode)
+
+            self.train_step = step
+            try:
+                super().make_train_function(force=True)
+            finally:
+                del self.train_step
+            self._train_variants[mode] = self.train_function
+            self.train_function = self._dispatch_train_function
+        return self._train_variants[mode]
+
+    def _trainable_indices(self, hybrid):
+        return train_steps.trainable_indices(self, hybrid)
+
+    def _next_mode(self, args):
+        tau = self._tau
+        if tau is None:
+            return "hybrid"
+        if self._stage2_confirmed:
+            return "sc"
+        per_call = self.steps_per_execution
+        # The host count can only run ahead of the real step (a short last
+        # execution), so "hybrid" is safe without a device read; near tau,
+        # read the real step once per call.
+        if self._host_step is None or self._host_step + per_call > tau:
+            self._host_step = train_steps.read_iterations(self, args)
+        if self._host_step >= tau:
+            self._stage2_confirmed = True
+            return "sc"
+        if self._host_step + per_call <= tau:
+            return "hybrid"
+        return "mixed"
+
+    def _dispatch_train_function(self, *args):
+        mode = self._next_mode(args)
+        function = self._variant(mode)
+        outputs = function(*args)
+        self._host_step += self.steps_per_execution
+        return outputs
+
+    def current_stage(self):
+        """1 (hybrid) or 2 (plain SC) for the next optimizer step."""
+        if self._tau is None:
+            return 1
+        step = int(ops.convert_to_numpy(self.optimizer.iterations))
+        return 1 if step < self._tau else 2
+
+    # ------------------------------------------------------------------
+    # Presets and serialization.
+
+    @classmethod
+    def from_preset(
+        cls, preset, vocabulary_size=None, tokenizer=None, dtype=None, **kwargs
+    ):
+        """Build a SpacTorT5, keras_nlp style.
+
+        Args:
+            preset: one of `SpacTorT5.presets` (randomly initialised T5 v1.1
+                shapes for pre-training), a local preset directory written
+                by `save_to_preset` (resumes generator and heads too), or a
+                keras-hub T5 preset such as `"t5_1.1_base"` (downloads; to
+                continue pre-training with SpacTor).
+            vocabulary_size: int. Tokenizer vocabulary size (default: the
+                tokenizer's, else T5's 32,100).
+            tokenizer: a `keras_hub.models.T5Tokenizer`; its `<mask>` piece,
+                if any, becomes the mask id.
+            dtype: dtype policy of the backbone.
+            **kwargs: other `SpacTorT5` arguments (e.g. `tau`, `seed`).
+
+        Example:
+        ```python
+        model = SpacTorT5.from_preset("spactor_t5_tiny", tau=1000)
+        ```
+        """
+        return preset_io.load_preset(
+            cls, preset, vocabulary_size, tokenizer, dtype, **kwargs
+        )
+
+    presets = sorted(preset_io.spactor_presets.SPACTOR_PRESETS)
+
+    def save_to_preset(self, preset_dir):
+        """Write a keras-hub T5 preset plus what SpacTor needs to resume.
+
+        `keras_hub.models.T5Backbone.from_preset(preset_dir)` and
+        `keras_hub.models.T5Seq2SeqLM.from_preset(preset_dir)` load the
+        result as they are; `SpacTorT5.from_preset(preset_dir)` also
+        restores the generator and heads.
+        """
+        preset_io.save_preset(self, preset_dir)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "backbone": keras.layers.serialize(self.backbone),
+                "vocabulary_size": self.vocabulary_size,
+                "num_sentinels": self.num_sentinels,
+                "mask_token_id": self.mask_token_id,
+                "eos_token_id": self.eos_token_id,
+                "pad_token_id": self.pad_token_id,
+                "generator_num_layers": self.generator_num_layers,
+                "generator_hidden_dim": self.generator_hidden_dim,
+                "generator_num_heads": self.generator_num_heads,
+                "generator_intermediate_dim": self.generator_intermediate_dim,
+                "mlm_probability": self.mlm_probability,
+                "max_predictions": self.max_predictions,
+                "sampling_temperature": self.sampling_temperature,
+                "mlm_loss_weight": self.mlm_loss_weight,
+                "rtd_loss_weight": self.rtd_loss_weight,
+                "tau": self._tau,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.layers.deserialize(config["backbone"])
+        return cls(**config)
+
+    def spactor_config(self):
+        """The SpacTor-only part of the config (no backbone, no base keys)."""
+        config = self.get_config()
+        for key in ("backbone", "name", "trainable", "dtype"):
+            config.pop(key, None)
+        return config
