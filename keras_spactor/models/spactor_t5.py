@@ -8,16 +8,11 @@ from keras_spactor.layers.replaced_token_detection_head import (
     ReplacedTokenDetectionHead,
 )
 from keras_spactor.layers.spactor_generator import SpacTorGenerator
+from keras_spactor.models import batch_checks
 from keras_spactor.models import generator_masking
 from keras_spactor.models import preset_io
 from keras_spactor.models import train_steps
 
-REQUIRED_INPUT_KEYS = (
-    "encoder_token_ids",
-    "encoder_padding_mask",
-    "decoder_token_ids",
-    "decoder_padding_mask",
-)
 HYBRID_ONLY_METRICS = (
     "mlm_loss",
     "generator_accuracy",
@@ -193,6 +188,7 @@ class SpacTorT5(keras.Model):
         self.generator.build((None, None, backbone.hidden_dim))
         self.generator_head.build((None, None, self.generator_hidden_dim))
         self.rtd_head.build((None, None, backbone.hidden_dim))
+        self.built = True
 
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.sc_loss_tracker = keras.metrics.Mean(name="sc_loss")
@@ -400,6 +396,7 @@ class SpacTorT5(keras.Model):
             `(loss, stats)` with `stats` a dict of float32 scalars (the
             stage-1-only entries are zeros when `hybrid` is False).
         """
+        x = {k: ops.convert_to_tensor(v) for k, v in x.items()}
         token_ids = ops.cast(x["encoder_token_ids"], "int32")
         padding_mask = x["encoder_padding_mask"]
         y = ops.cast(y, "int32")
@@ -499,20 +496,11 @@ class SpacTorT5(keras.Model):
 
     def check_batch(self, x, y=None):
         """Clear errors for malformed batches, before anything compiles."""
-        if not isinstance(x, dict):
-            raise ValueError(
-                "SpacTorT5 expects batches `(x, y[, sample_weight])` with `x` "
-                f"a dict of {list(REQUIRED_INPUT_KEYS)}; got x of type "
-                f"{type(x).__name__}."
-            )
-        missing = [k for k in REQUIRED_INPUT_KEYS if k not in x]
-        if missing:
-            raise ValueError(
-                f"The batch is missing the inputs {missing}; SpacTorT5 needs "
-                f"{list(REQUIRED_INPUT_KEYS)} (got {sorted(x)})."
-            )
-        if y is None:
-            raise ValueError("SpacTorT5 needs span-corruption targets `y`.")
+        batch_checks.check_structure(x, y)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        batch_checks.check_first_batch(self, x, y)
+        return super().fit(x, y, *args, **kwargs)
 
     def train_step(self, *args):
         return train_steps.train_step(self, *args, mode="hybrid")
@@ -572,7 +560,8 @@ class SpacTorT5(keras.Model):
         mode = self._next_mode(args)
         function = self._variant(mode)
         outputs = function(*args)
-        self._host_step += self.steps_per_execution
+        if self._host_step is not None:
+            self._host_step += self.steps_per_execution
         return outputs
 
     def current_stage(self):

@@ -11,9 +11,13 @@ def _gradients(model, hybrid, variables, x, y, sample_weight):
             x, y, sample_weight, hybrid=hybrid, training=True
         )
         loss = scale_loss_for_distribution(loss)
-    grads = tape.gradient(
-        loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO
-    )
+    grads = tape.gradient(loss, variables)
+    # Stage 2 does not reach the generator: zeros (TF's own ZERO option
+    # trips over Keras variables' string dtypes).
+    grads = [
+        tf.zeros_like(v.value) if g is None else g
+        for g, v in zip(grads, variables)
+    ]
     return grads, stats
 
 

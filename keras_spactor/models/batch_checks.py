@@ -1,0 +1,66 @@
+"""Checks on the first batch, so bad data fails before anything compiles."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+REQUIRED_INPUT_KEYS = (
+    "encoder_token_ids",
+    "encoder_padding_mask",
+    "decoder_token_ids",
+    "decoder_padding_mask",
+)
+
+
+def check_structure(x, y):
+    """Raise a clear error when `x` lacks the T5 inputs or `y` is absent."""
+    if not isinstance(x, dict):
+        raise ValueError(
+            "SpacTorT5 expects batches `(x, y[, sample_weight])` with `x` a "
+            f"dict of {list(REQUIRED_INPUT_KEYS)}; got x of type "
+            f"{type(x).__name__}."
+        )
+    missing = [k for k in REQUIRED_INPUT_KEYS if k not in x]
+    if missing:
+        raise ValueError(
+            f"The batch is missing the inputs {missing}; SpacTorT5 needs "
+            f"{list(REQUIRED_INPUT_KEYS)} (got {sorted(x)})."
+        )
+    if y is None:
+        raise ValueError("SpacTorT5 needs span-corruption targets `y`.")
+
+
+def _first_batch(x, y):
+    if isinstance(x, tf.data.Dataset):
+        data = next(iter(x.take(1)), None)
+        if data is None:
+            raise ValueError("The training dataset is empty.")
+        return keras.utils.unpack_x_y_sample_weight(data)[:2]
+    return x, y
+
+
+def check_first_batch(model, x, y=None):
+    """Structure and id ranges of the first batch `fit` would see.
+
+    Args:
+        model: the `SpacTorT5`.
+        x: what `fit` received (a `tf.data.Dataset`, or a dict of arrays).
+        y: targets, when `x` is not a dataset.
+    """
+    if x is None or not isinstance(x, (dict, tf.data.Dataset)):
+        return  # Other inputs (generators, PyDatasets) are checked when traced.
+    x, y = _first_batch(x, y)
+    check_structure(x, y)
+    rows = model.backbone.vocabulary_size
+    for name, ids in (
+        ("encoder_token_ids", x["encoder_token_ids"]),
+        ("decoder_token_ids", x["decoder_token_ids"]),
+        ("targets", y),
+    ):
+        ids = np.asarray(keras.ops.convert_to_numpy(ids))
+        if ids.size and (ids.max() >= rows or ids.min() < 0):
+            raise ValueError(
+                f"The batch's {name} hold ids in [{ids.min()}, {ids.max()}], "
+                f"outside the model's vocabulary (0..{rows - 1}). Was the data "
+                "tokenized with another vocabulary?"
+            )

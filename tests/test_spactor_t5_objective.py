@@ -1,0 +1,103 @@
+"""The hybrid objective: masking, sampling, labels and gradient routing."""
+
+import keras
+import numpy as np
+import pytest
+
+from tests import model_helpers as mh
+
+
+def test_masked_positions_are_never_sentinel_eos_or_pad():
+    model = mh.tiny_model()
+    x, _ = mh.span_corruption_like_batch(batch_size=8)
+    for _ in range(5):
+        out = model.generator_forward(
+            keras.ops.convert_to_tensor(x["encoder_token_ids"]),
+            keras.ops.convert_to_tensor(x["encoder_padding_mask"]),
+        )
+        positions = keras.ops.convert_to_numpy(out["positions"])
+        weights = keras.ops.convert_to_numpy(out["weights"])
+        ids = x["encoder_token_ids"]
+        for b in range(ids.shape[0]):
+            used = positions[b][weights[b] > 0]
+            assert len(set(used)) == len(used)
+            tokens = ids[b, used]
+            assert np.all(tokens >= 3), tokens
+            assert np.all(tokens < mh.VOCABULARY_SIZE - 100), tokens
+            eligible = np.sum(
+                (ids[b] >= 3) & (ids[b] < mh.VOCABULARY_SIZE - 100)
+            )
+            assert len(used) == max(1, round(0.15 * eligible))
+
+
+def test_rtd_labels_follow_electra_rule():
+    model = mh.tiny_model()
+    x, _ = mh.span_corruption_like_batch()
+    ids = keras.ops.convert_to_tensor(x["encoder_token_ids"])
+    mask = keras.ops.convert_to_tensor(x["encoder_padding_mask"])
+    out = model.generator_forward(ids, mask)
+    replaced = keras.ops.convert_to_numpy(out["replaced_token_ids"])
+    labels = keras.ops.convert_to_numpy(out["is_replaced"])
+    np.testing.assert_array_equal(labels, replaced != x["encoder_token_ids"])
+    # Only masked positions may change.
+    positions = keras.ops.convert_to_numpy(out["positions"])
+    weights = keras.ops.convert_to_numpy(out["weights"])
+    for b in range(replaced.shape[0]):
+        untouched = np.ones(replaced.shape[1], bool)
+        untouched[positions[b][weights[b] > 0]] = False
+        assert not labels[b][untouched].any()
+
+    # A generator that always samples the original token: every masked
+    # position keeps its token and is labelled "original".
+    same = np.full_like(x["encoder_token_ids"], 7)
+    same[x["encoder_token_ids"] >= mh.VOCABULARY_SIZE - 100] = 199
+    same[x["encoder_token_ids"] <= 1] = x["encoder_token_ids"][
+        x["encoder_token_ids"] <= 1
+    ]
+    bias = np.full((mh.EMBEDDING_ROWS,), -1e4, "float32")
+    bias[7] = 1e4
+    model.generator_head.bias.assign(bias)
+    out = model.generator_forward(keras.ops.convert_to_tensor(same), mask)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(out["replaced_token_ids"]), same
+    )
+    assert not keras.ops.convert_to_numpy(out["is_replaced"]).any()
+
+
+def test_generator_gets_gradient_only_from_mlm_loss():
+    model = mh.tiny_model(rtd_loss_weight=50.0, mlm_loss_weight=0.7)
+    x, y = mh.span_corruption_like_batch()
+    x = {k: keras.ops.convert_to_tensor(v) for k, v in x.items()}
+    y = keras.ops.convert_to_tensor(y)
+    generator_variables = [
+        v for v in model.generator.trainable_variables
+    ] + list(model.generator_head.trainable_variables)
+
+    def total():
+        return model.compute_losses(x, y, hybrid=True)[0]
+
+    def mlm_only():
+        stats = model.compute_losses(x, y, hybrid=True)[1]
+        return model.mlm_loss_weight * stats["mlm_loss"]
+
+    grads_total = mh.gradients(model, generator_variables, total)
+    grads_mlm = mh.gradients(model, generator_variables, mlm_only)
+    assert any(np.abs(g).max() > 0 for g in grads_mlm)
+    for g_total, g_mlm in zip(grads_total, grads_mlm):
+        np.testing.assert_allclose(g_total, g_mlm, rtol=1e-5, atol=1e-7)
+    # The RTD loss does reach the shared embedding (through the encoder).
+    embedding = [model.backbone.token_embedding.embeddings]
+
+    def rtd_only():
+        return model.compute_losses(x, y, hybrid=True)[1]["rtd_loss"]
+
+    assert np.abs(mh.gradients(model, embedding, rtd_only)[0]).max() > 0
+
+
+def test_stage_two_losses_do_not_run_generator():
+    model = mh.tiny_model()
+    x, y = mh.span_corruption_like_batch()
+    _, stats = model.compute_losses(x, y, hybrid=False)
+    for name in ("mlm_loss", "rtd_loss", "rtd_accuracy"):
+        assert float(stats[name]) == 0.0
+    assert float(stats["loss"]) == pytest.approx(float(stats["sc_loss"]))

@@ -1,0 +1,206 @@
+"""SpacTorT5 under `fit`: the tau switch, equivalences, over-fitting."""
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+
+import keras_spactor
+from keras_spactor.callbacks import TauScheduler
+from tests import model_helpers as mh
+
+
+class RecordSteps(keras.callbacks.Callback):
+    """Per batch: the logged stage and a copy of the generator's weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.stages, self.generator_weights = [], []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.stages.append(int(round(float(logs["stage"]))))
+        self.generator_weights.append(mh.numpy_weights(self.model.generator))
+
+
+def _fit(
+    model, steps, tau, steps_per_execution=1, callbacks=(), optimizer=None
+):
+    model.compile(
+        optimizer=optimizer or keras.optimizers.AdamW(1e-3, weight_decay=0.01),
+        steps_per_execution=steps_per_execution,
+    )
+    x, y = mh.span_corruption_like_batch()
+    return model.fit(
+        mh.repeated_dataset(x, y),
+        steps_per_epoch=steps,
+        epochs=1,
+        verbose=0,
+        callbacks=[TauScheduler(tau), *callbacks],
+    )
+
+
+def test_switch_lands_on_step_tau_and_freezes_generator():
+    model = mh.tiny_model()
+    record = RecordSteps()
+    _fit(model, steps=6, tau=3, callbacks=[record])
+    assert record.stages == [1, 1, 1, 2, 2, 2]
+    weights = record.generator_weights
+    # Stage 1 trains the generator (AdamW moves it every step) ...
+    for before, after in zip(weights[0:2], weights[1:3]):
+        assert any(not np.array_equal(a, b) for a, b in zip(before, after))
+    # ... stage 2 leaves it bit-identical, weight decay included.
+    for before, after in zip(weights[2:5], weights[3:6]):
+        for a, b in zip(before, after):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_steps_per_execution_does_not_move_the_switch():
+    """An execution spanning tau switches inside the compiled step."""
+    results = []
+    for steps_per_execution in (1, 4):
+        model = mh.tiny_model()
+        # SGD: with Adam, compile-order float noise in the first steps gets
+        # amplified to lr-sized differences.
+        _fit(
+            model,
+            steps=8,
+            tau=3,
+            steps_per_execution=steps_per_execution,
+            optimizer=keras.optimizers.SGD(0.1),
+        )
+        results.append(
+            (
+                mh.numpy_weights(model.backbone),
+                mh.numpy_weights(model.generator),
+            )
+        )
+    (backbone_1, generator_1), (backbone_4, generator_4) = results
+    # One generator step more or less would differ by ~lr * grad >> 1e-6.
+    for a, b in zip(generator_1, generator_4):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(backbone_1, backbone_4):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_switch_survives_several_fits_and_a_checkpoint(tmp_path):
+    reference = mh.tiny_model()
+    _fit(reference, steps=6, tau=4)
+
+    model = mh.tiny_model()
+    _fit(model, steps=5, tau=4)  # one step past tau
+    path = str(tmp_path / "checkpoint.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert int(restored.optimizer.iterations) == 5
+    record = RecordSteps()
+    x, y = mh.span_corruption_like_batch()
+    restored.fit(
+        mh.repeated_dataset(x, y),
+        steps_per_epoch=1,
+        verbose=0,
+        callbacks=[TauScheduler(4), record],
+    )
+    assert record.stages == [2]
+    for a, b in zip(
+        mh.numpy_weights(model.generator), mh.numpy_weights(restored.generator)
+    ):
+        np.testing.assert_array_equal(a, b)
+    # Interrupted-and-restored equals uninterrupted.
+    for a, b in zip(
+        mh.numpy_weights(reference.backbone),
+        mh.numpy_weights(restored.backbone),
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_tau_zero_equals_plain_span_corruption_with_keras_hub():
+    x, y = mh.span_corruption_like_batch()
+    x["encoder_padding_mask"] = np.ones_like(x["encoder_padding_mask"])
+    dataset = mh.repeated_dataset(x, y)
+
+    model = mh.tiny_model()
+    initial = [mh.numpy(v) for v in model.backbone.weights]
+    # SGD: Adam's sign-like first steps would amplify float noise.
+    history = _fit(model, steps=4, tau=0, optimizer=keras.optimizers.SGD(0.1))
+
+    keras.utils.set_random_seed(1)
+    backbone = mh.tiny_backbone()
+    backbone.set_weights(initial)
+    reference = keras_hub.models.T5Seq2SeqLM(backbone)
+    reference.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    losses = []
+    for _ in range(4):
+        logs = reference.train_on_batch(*next(iter(dataset)), return_dict=True)
+        losses.append(logs["loss"])
+    np.testing.assert_allclose(
+        history.history["sc_loss"][0], np.mean(losses), rtol=1e-3
+    )
+    for a, b in zip(
+        mh.numpy_weights(model.backbone), mh.numpy_weights(backbone)
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_tiny_model_overfits_a_tiny_batch():
+    model = mh.tiny_model()
+    model.compile(optimizer=keras.optimizers.AdamW(3e-3))
+    x, y = mh.span_corruption_like_batch(batch_size=2)
+    # Text with structure the tiny generator can learn: a repeated pattern.
+    ids = x["encoder_token_ids"]
+    for b in range(len(ids)):
+        text = (ids[b] >= 3) & (ids[b] < mh.VOCABULARY_SIZE - 100)
+        ids[b][text] = np.resize(np.roll([10, 11, 12, 13, 14], b), text.sum())
+    first = model.evaluate(x, y, verbose=0, return_dict=True)
+    history = model.fit(
+        mh.repeated_dataset(x, y), steps_per_epoch=25, epochs=6, verbose=0
+    )
+    h = history.history
+    assert h["sc_loss"][-1] < 0.3 * first["sc_loss"]
+    assert h["mlm_loss"][-1] < 0.6 * h["mlm_loss"][0]
+    # At this size RTD falls slowly (measured: 0.45 -> 0.40 in 150 steps).
+    assert h["rtd_loss"][-1] < 0.95 * h["rtd_loss"][0]
+    assert h["rtd_accuracy"][-1] > h["rtd_accuracy"][0]
+    assert h["stage"][-1] == 1.0
+
+
+def test_evaluate_reports_span_corruption_loss_and_accuracy():
+    model = mh.tiny_model()
+    model.compile(optimizer="adam")
+    x, y = mh.span_corruption_like_batch()
+    result = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert set(result) == {"loss", "sc_loss", "sc_accuracy"}
+    logits = mh.numpy(model(x))
+    expected = keras.ops.convert_to_numpy(
+        keras.losses.sparse_categorical_crossentropy(y, logits, True)
+    ).mean()
+    np.testing.assert_allclose(result["sc_loss"], expected, rtol=1e-5)
+
+
+def test_bad_inputs_fail_before_training():
+    with pytest.raises(ValueError, match="tau must be >= 0"):
+        mh.tiny_model(tau=-1)
+    with pytest.raises(ValueError, match="tau must be >= 0"):
+        TauScheduler(-5)
+    with pytest.raises(ValueError, match="collides with a sentinel"):
+        mh.tiny_model(mask_token_id=mh.VOCABULARY_SIZE - 3)
+    with pytest.raises(ValueError, match="pad or EOS"):
+        mh.tiny_model(mask_token_id=1)
+    with pytest.raises(ValueError, match="outside the model's embedding"):
+        mh.tiny_model(mask_token_id=mh.EMBEDDING_ROWS)
+    with pytest.raises(ValueError, match="larger than the model's embedding"):
+        keras_spactor.SpacTorT5(mh.tiny_backbone(), vocabulary_size=1000)
+
+    model = mh.tiny_model()
+    model.compile(optimizer="adam")
+    x, y = mh.span_corruption_like_batch()
+    too_big = dict(x, encoder_token_ids=x["encoder_token_ids"] + 500)
+    with pytest.raises(ValueError, match="outside the model's vocabulary"):
+        model.fit(mh.repeated_dataset(too_big, y), steps_per_epoch=1)
+    missing = {k: v for k, v in x.items() if k != "decoder_token_ids"}
+    with pytest.raises(ValueError, match="missing the inputs"):
+        model.fit(mh.repeated_dataset(missing, y), steps_per_epoch=1)
+    assert int(model.optimizer.iterations) == 0
