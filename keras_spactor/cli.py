@@ -1,0 +1,260 @@
+"""`keras-spactor pretrain`: SpacTor-T5 pre-training from the command line.
+
+The default run is offline: the tiny preset on the embedded corpus
+(`builtin:python-docs`) with a vocabulary trained and cached on first use.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+DEFAULT_OUTPUT_DIR = os.path.join("runs", "spactor")
+
+
+def _positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text}")
+    return value
+
+
+def _tau(text):
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"tau must be >= 0, got {text}")
+    if "." in text or "e" in text.lower():
+        if value > 1:
+            raise argparse.ArgumentTypeError(
+                f"a fractional tau must be in [0, 1], got {text}"
+            )
+        return value
+    return int(value)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-spactor",
+        description="SpacTor-T5 pre-training (Keras 3, keras-hub).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("pretrain", help="Pre-train a T5 with SpacTor.")
+    p.add_argument(
+        "--preset",
+        default="spactor_t5_tiny",
+        help="SpacTor preset, preset directory or keras-hub T5 "
+        "preset (default: %(default)s).",
+    )
+    p.add_argument(
+        "--data",
+        default="builtin:python-docs",
+        help="Text source: builtin:python-docs, tfds:c4/en, or "
+        "JSONL/JSONL.gz/text paths or globs (default: "
+        "%(default)s).",
+    )
+    p.add_argument(
+        "--vocabulary",
+        default=None,
+        help="SentencePiece model file or keras-hub preset name. "
+        "Default: a vocabulary trained on the embedded corpus and "
+        "cached on first use.",
+    )
+    p.add_argument("--steps", type=_positive_int, default=120)
+    p.add_argument(
+        "--tau",
+        type=_tau,
+        default=0.5,
+        help="Stage switch: a step (int) or a fraction of --steps "
+        "(float in [0, 1]). 0 = plain span corruption.",
+    )
+    p.add_argument("--batch-size", type=_positive_int, default=8)
+    p.add_argument("--inputs-length", type=_positive_int, default=128)
+    p.add_argument(
+        "--optimizer", choices=["adafactor", "adamw"], default="adamw"
+    )
+    p.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="Peak learning rate (default: 0.01 for Adafactor, "
+        "1e-3 for AdamW).",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=["rsqrt", "cosine", "constant"],
+        default="constant",
+        help="rsqrt is T5's constant-then-inverse-square-root.",
+    )
+    p.add_argument("--warmup-steps", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="bfloat16 compute (GPU/TPU).",
+    )
+    p.add_argument("--steps-per-execution", type=_positive_int, default=1)
+    p.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=40,
+        help="Steps between checkpoints (and log epochs).",
+    )
+    p.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR)
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="Continue the run in --output-dir from its last checkpoint.",
+    )
+    return parser
+
+
+def fail(message):
+    print(f"keras-spactor: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def check_arguments(args):
+    """Every cheap check before any long work starts."""
+    from keras_spactor.models.spactor_presets import SPACTOR_PRESETS
+
+    if args.preset not in SPACTOR_PRESETS and not os.path.isdir(args.preset):
+        if not args.preset.startswith("t5"):
+            fail(
+                f"unknown preset {args.preset!r}; valid presets: "
+                f"{', '.join(sorted(SPACTOR_PRESETS))} (or a preset "
+                "directory, or a keras-hub T5 preset such as t5_1.1_base)"
+            )
+    if isinstance(args.tau, int) and args.tau > args.steps:
+        fail(f"--tau {args.tau} is larger than the run (--steps {args.steps})")
+    if not args.data.startswith(("builtin:", "tfds:")):
+        import glob
+
+        for pattern in args.data.split(","):
+            if not glob.glob(pattern):
+                fail(f"data path {pattern!r} does not exist")
+    checkpoint = os.path.join(args.output_dir, "checkpoint.keras")
+    if args.resume and not os.path.exists(checkpoint):
+        fail(f"--resume: there is no checkpoint to resume at {checkpoint}")
+    if not args.resume and os.path.exists(args.output_dir):
+        if os.listdir(args.output_dir):
+            fail(
+                f"{args.output_dir} already holds a run; pass --resume to "
+                "continue it or choose another --output-dir"
+            )
+
+
+def load_tokenizer(vocabulary):
+    import keras_hub
+
+    from keras_spactor import data
+
+    if vocabulary is None:
+        return data.default_vocabulary()
+    if os.path.isfile(vocabulary):
+        return keras_hub.models.T5Tokenizer(proto=vocabulary)
+    return keras_hub.models.T5Tokenizer.from_preset(vocabulary)
+
+
+def make_optimizer(args):
+    import keras
+
+    from keras_spactor.schedules import InverseSquareRootSchedule
+
+    rate = args.learning_rate
+    if rate is None:
+        rate = 0.01 if args.optimizer == "adafactor" else 1e-3
+    if args.schedule == "rsqrt":
+        rate = InverseSquareRootSchedule(rate, args.warmup_steps)
+    elif args.schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(
+            0.0,
+            args.steps,
+            warmup_target=rate,
+            warmup_steps=args.warmup_steps,
+        )
+    if args.optimizer == "adafactor":
+        return keras.optimizers.Adafactor(learning_rate=rate)
+    return keras.optimizers.AdamW(learning_rate=rate, weight_decay=0.01)
+
+
+def pretrain(args):
+    check_arguments(args)
+    import keras
+
+    import keras_spactor
+    from keras_spactor import data
+    from keras_spactor.cli_callbacks import RunLogger
+
+    if args.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    keras.utils.set_random_seed(args.seed)
+    os.makedirs(args.output_dir, exist_ok=True)
+    checkpoint = os.path.join(args.output_dir, "checkpoint.keras")
+    tokenizer = load_tokenizer(args.vocabulary)
+    if args.resume:
+        model = keras.saving.load_model(checkpoint)
+        model.tokenizer = tokenizer
+    else:
+        model = keras_spactor.SpacTorT5.from_preset(
+            args.preset, tokenizer=tokenizer, seed=args.seed
+        )
+        model.compile(
+            optimizer=make_optimizer(args),
+            steps_per_execution=args.steps_per_execution,
+        )
+    done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    if done >= args.steps:
+        fail(f"the run in {args.output_dir} already finished {done} steps")
+    dataset = data.pretraining_dataset(
+        args.data,
+        tokenizer,
+        batch_size=args.batch_size,
+        inputs_length=args.inputs_length,
+        seed=args.seed,
+    )
+    # The stream is deterministic for a seed: skipping the batches already
+    # consumed continues it exactly (no batch repeated or skipped).
+    dataset = dataset.skip(done)
+    tau = keras_spactor.callbacks.TauScheduler(args.tau, total_steps=args.steps)
+    # Epochs are checkpoint intervals; a divisor of --steps so none overshoots.
+    per_epoch = math.gcd(args.steps, args.checkpoint_every)
+    epochs = -(-args.steps // per_epoch)
+    start = time.time()
+    logger = RunLogger(
+        args, tokens_per_step=args.batch_size * args.inputs_length
+    )
+    model.fit(
+        dataset,
+        epochs=epochs,
+        initial_epoch=done // per_epoch,
+        steps_per_epoch=per_epoch,
+        callbacks=[
+            tau,
+            logger,
+            keras.callbacks.TensorBoard(
+                os.path.join(args.output_dir, "logs"), update_freq=10
+            ),
+            keras.callbacks.ModelCheckpoint(checkpoint),
+        ],
+        verbose=2 if not sys.stdout.isatty() else 1,
+    )
+    preset_dir = os.path.join(args.output_dir, "preset")
+    model.save_to_preset(preset_dir)
+    summary = logger.summary(model, tau.resolved_tau, time.time() - start)
+    with open(os.path.join(args.output_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.command == "pretrain":
+        pretrain(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
