@@ -14,10 +14,11 @@ AUXILIARY_WEIGHTS_FILE = "spactor_auxiliary.weights.npz"
 
 
 def _mask_id_of(tokenizer):
-    try:
-        return tokenizer.token_to_id("<mask>")
-    except Exception:
-        return None
+    # Not `token_to_id`: SentencePiece maps an absent piece to `<unk>`.
+    vocabulary = tokenizer.get_vocabulary()
+    if "<mask>" in vocabulary:
+        return vocabulary.index("<mask>")
+    return None
 
 
 def _from_builtin(cls, name, vocabulary_size, tokenizer, dtype, **kwargs):
@@ -88,13 +89,24 @@ def load_preset(
 
 
 def _auxiliary_variables(model):
-    return [v for layer in model.auxiliary_layers for v in layer.weights]
+    """`{key: variable}` of the generator and heads.
+
+    Keyed by layer, position and variable name, not by `variable.path`:
+    paths hold auto-generated sublayer names (`t5_layer_norm_22`) that
+    depend on how many layers the process created before, so they differ
+    between the saving and the loading process.
+    """
+    return {
+        f"{layer.name}/{i}/{v.name}": v
+        for layer in model.auxiliary_layers
+        for i, v in enumerate(layer.weights)
+    }
 
 
 def save_auxiliary_weights(model, path):
     values = {
-        v.path: keras.ops.convert_to_numpy(v)
-        for v in _auxiliary_variables(model)
+        key: keras.ops.convert_to_numpy(v)
+        for key, v in _auxiliary_variables(model).items()
     }
     with open(path, "wb") as f:
         np.savez(f, **values)
@@ -102,13 +114,14 @@ def save_auxiliary_weights(model, path):
 
 def load_auxiliary_weights(model, path):
     with np.load(path) as stored:
-        for variable in _auxiliary_variables(model):
-            if variable.path not in stored:
+        for key, variable in _auxiliary_variables(model).items():
+            if key not in stored or stored[key].shape != variable.shape:
                 raise ValueError(
-                    f"{path} has no weights for {variable.path!r}: it was "
+                    f"{path} has no weights for {key!r} "
+                    f"({variable.path}, shape {variable.shape}): it was "
                     "saved from a model with another generator or heads."
                 )
-            variable.assign(stored[variable.path])
+            variable.assign(stored[key])
 
 
 def save_preset(model, preset_dir):
