@@ -1,0 +1,121 @@
+"""Seconds per train step: keras-hub T5 vs SpacTorT5 (tau=0, stage 1, 2).
+
+(a) keras-hub `T5Backbone` + LM head (`T5Seq2SeqLM`) trained with plain
+`fit`; (b) SpacTorT5 with tau=0; (c) SpacTorT5 in stage 1 (hybrid);
+(d) SpacTorT5 in stage 2. Each variant is timed in alternating rounds on
+the same synthetic batch (so the input pipeline costs nothing) and the
+median is reported, with the analytic FLOPs ratios next to the measured
+ones.
+
+    KERAS_BACKEND=jax python tools/benchmark_step.py --config tiny
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import keras
+import keras_hub
+import numpy as np
+import tensorflow as tf
+
+import keras_spactor
+from keras_spactor.flops import train_step_flops
+from keras_spactor.models.spactor_presets import SPACTOR_PRESETS
+from keras_spactor.models.spactor_presets import T5_V1_1
+
+VOCABULARY = 32100
+ROWS = 32128
+
+
+def batch(batch_size, inputs_length, targets_length, seed=0):
+    rng = np.random.RandomState(seed)
+    enc = rng.randint(3, VOCABULARY - 100, (batch_size, inputs_length))
+    enc[:, 10::7] = VOCABULARY - 1
+    enc[:, -1] = 1
+    tgt = rng.randint(3, VOCABULARY, (batch_size, targets_length))
+    dec = np.concatenate([np.zeros((batch_size, 1)), tgt[:, :-1]], 1)
+    x = {
+        "encoder_token_ids": enc.astype("int32"),
+        "encoder_padding_mask": np.ones_like(enc, bool),
+        "decoder_token_ids": dec.astype("int32"),
+        "decoder_padding_mask": np.ones_like(dec, bool),
+    }
+    return x, tgt.astype("int32")
+
+
+def backbone(config):
+    shape = dict(T5_V1_1)
+    shape.update(SPACTOR_PRESETS[f"spactor_t5_{config}"]["backbone"])
+    return keras_hub.models.T5Backbone(vocabulary_size=ROWS, **shape)
+
+
+def build(variant, config):
+    keras.utils.set_random_seed(0)
+    if variant == "a_keras_hub":
+        model = keras_hub.models.T5Seq2SeqLM(backbone(config))
+        model.compile(
+            optimizer=keras.optimizers.AdamW(1e-4),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[],
+        )
+        return model
+    tau = {"b_tau0": 0, "c_stage1": None, "d_stage2": 0}[variant]
+    model = keras_spactor.SpacTorT5(
+        backbone(config), vocabulary_size=VOCABULARY, tau=tau
+    )
+    model.compile(optimizer=keras.optimizers.AdamW(1e-4))
+    return model
+
+
+def time_steps(model, dataset, steps):
+    model.fit(dataset, steps_per_epoch=2, epochs=1, verbose=0)  # compile
+    start = time.perf_counter()
+    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+    return (time.perf_counter() - start) / steps
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", default="tiny", choices=["tiny", "small"])
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--inputs-length", type=int, default=128)
+    parser.add_argument("--targets-length", type=int, default=29)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    x, y = batch(args.batch_size, args.inputs_length, args.targets_length)
+    dataset = tf.data.Dataset.from_tensors((x, y)).repeat()
+    variants = ["a_keras_hub", "b_tau0", "c_stage1", "d_stage2"]
+    models = {v: build(v, args.config) for v in variants}
+    # Stage 2 "after" stage 1: one hybrid step first, then tau passes.
+    models["d_stage2"].tau = None
+    models["d_stage2"].fit(dataset, steps_per_epoch=1, verbose=0)
+    models["d_stage2"].tau = 1
+    seconds = {v: [] for v in variants}
+    for _ in range(args.rounds):
+        for v in variants:
+            seconds[v].append(time_steps(models[v], dataset, args.steps))
+    median = {v: statistics.median(s) for v, s in seconds.items()}
+    spactor = models["c_stage1"]
+    shape = (args.batch_size, args.inputs_length, args.targets_length)
+    flops_sc = train_step_flops(spactor, *shape, hybrid=False)
+    flops_hybrid = train_step_flops(spactor, *shape, hybrid=True)
+    result = {
+        "backend": keras.backend.backend(),
+        "config": args.config,
+        "batch": shape,
+        "seconds_per_step": median,
+        "b/a": median["b_tau0"] / median["a_keras_hub"],
+        "c/b": median["c_stage1"] / median["b_tau0"],
+        "d/b": median["d_stage2"] / median["b_tau0"],
+        "flops_per_step_sc": flops_sc,
+        "flops_per_step_hybrid": flops_hybrid,
+        "flops_ratio_c/b": flops_hybrid / flops_sc,
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
