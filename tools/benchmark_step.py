@@ -3,9 +3,9 @@
 (a) keras-hub `T5Backbone` + LM head (`T5Seq2SeqLM`) trained with plain
 `fit`; (b) SpacTorT5 with tau=0; (c) SpacTorT5 in stage 1 (hybrid);
 (d) SpacTorT5 in stage 2. Each variant is timed in alternating rounds on
-the same synthetic batch (so the input pipeline costs nothing) and the
-median is reported, with the analytic FLOPs ratios next to the measured
-ones.
+the same synthetic batch (so the input pipeline costs nothing); ratios use
+each variant's best round (medians are printed too), with the analytic
+FLOPs ratios next to the measured ones.
 
     KERAS_BACKEND=jax python tools/benchmark_step.py --config tiny
 """
@@ -83,7 +83,7 @@ def main():
     parser.add_argument("--inputs-length", type=int, default=128)
     parser.add_argument("--targets-length", type=int, default=29)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     x, y = batch(args.batch_size, args.inputs_length, args.targets_length)
     dataset = tf.data.Dataset.from_tensors((x, y)).repeat()
@@ -97,7 +97,10 @@ def main():
     for _ in range(args.rounds):
         for v in variants:
             seconds[v].append(time_steps(models[v], dataset, args.steps))
+    # This VM's step times are bimodal (steal / thread scheduling): the
+    # ratios use the best round of each variant, the median is reported too.
     median = {v: statistics.median(s) for v, s in seconds.items()}
+    best = {v: min(s) for v, s in seconds.items()}
     spactor = models["c_stage1"]
     shape = (args.batch_size, args.inputs_length, args.targets_length)
     flops_sc = train_step_flops(spactor, *shape, hybrid=False)
@@ -106,10 +109,11 @@ def main():
         "backend": keras.backend.backend(),
         "config": args.config,
         "batch": shape,
-        "seconds_per_step": median,
-        "b/a": median["b_tau0"] / median["a_keras_hub"],
-        "c/b": median["c_stage1"] / median["b_tau0"],
-        "d/b": median["d_stage2"] / median["b_tau0"],
+        "seconds_per_step_best": best,
+        "seconds_per_step_median": median,
+        "b/a": best["b_tau0"] / best["a_keras_hub"],
+        "c/b": best["c_stage1"] / best["b_tau0"],
+        "d/b": best["d_stage2"] / best["b_tau0"],
         "flops_per_step_sc": flops_sc,
         "flops_per_step_hybrid": flops_hybrid,
         "flops_ratio_c/b": flops_hybrid / flops_sc,
