@@ -107,6 +107,28 @@ def build_parser():
         action="store_true",
         help="Continue the run in --output-dir from its last checkpoint.",
     )
+
+    f = commands.add_parser(
+        "finetune",
+        help="Fine-tune a preset on a labelled TSV with keras-hub's "
+        "T5Seq2SeqLM and report validation accuracy.",
+    )
+    f.add_argument(
+        "--preset", required=True, help="T5 preset dir (runs/x/preset)."
+    )
+    f.add_argument("--train", required=True, help="label<TAB>text TSV.")
+    f.add_argument("--validation", required=True, help="label<TAB>text TSV.")
+    f.add_argument("--output-dir", required=True)
+    f.add_argument("--epochs", type=_positive_int, default=1)
+    f.add_argument("--batch-size", type=_positive_int, default=16)
+    f.add_argument("--learning-rate", type=float, default=1e-3)
+    f.add_argument("--encoder-length", type=_positive_int, default=64)
+    f.add_argument("--decoder-length", type=_positive_int, default=8)
+    f.add_argument("--max-train-examples", type=_positive_int, default=None)
+    f.add_argument(
+        "--max-validation-examples", type=_positive_int, default=None
+    )
+    f.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -186,6 +208,7 @@ def pretrain(args):
     import keras_spactor
     from keras_spactor import data
     from keras_spactor.cli_callbacks import RunLogger
+    from keras_spactor.flops import train_step_flops
 
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -222,9 +245,14 @@ def pretrain(args):
     per_epoch = math.gcd(args.steps, args.checkpoint_every)
     epochs = -(-args.steps // per_epoch)
     start = time.time()
-    logger = RunLogger(
-        args, tokens_per_step=args.batch_size * args.inputs_length
+    targets_length = data.span_corruption_lengths(args.inputs_length)[1]
+    shape = (args.batch_size, args.inputs_length, targets_length)
+    progress = keras_spactor.callbacks.TrainingProgress(
+        args.batch_size * args.inputs_length,
+        train_step_flops(model, *shape, hybrid=True),
+        train_step_flops(model, *shape, hybrid=False),
     )
+    logger = RunLogger(args, progress)
     model.fit(
         dataset,
         epochs=epochs,
@@ -232,6 +260,7 @@ def pretrain(args):
         steps_per_epoch=per_epoch,
         callbacks=[
             tau,
+            progress,
             logger,
             keras.callbacks.TensorBoard(
                 os.path.join(args.output_dir, "logs"), update_freq=10
@@ -249,10 +278,48 @@ def pretrain(args):
     return summary
 
 
+def run_finetune(args):
+    from keras_spactor import finetune
+
+    if not os.path.isdir(args.preset):
+        fail(f"preset directory {args.preset!r} does not exist")
+    if os.path.exists(args.output_dir) and os.listdir(args.output_dir):
+        fail(f"{args.output_dir} already holds results; choose another")
+    try:
+        # Read and check both files before any model is loaded.
+        train_labels, _ = finetune.read_labelled_tsv(
+            args.train, args.max_train_examples
+        )
+        validation_labels, _ = finetune.read_labelled_tsv(
+            args.validation, args.max_validation_examples
+        )
+        finetune.check_labels(train_labels, validation_labels, args.validation)
+    except (OSError, ValueError) as error:
+        fail(str(error))
+    metrics = finetune.finetune(
+        args.preset,
+        args.train,
+        args.validation,
+        args.output_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        encoder_length=args.encoder_length,
+        decoder_length=args.decoder_length,
+        max_train_examples=args.max_train_examples,
+        max_validation_examples=args.max_validation_examples,
+        seed=args.seed,
+    )
+    print(json.dumps(metrics, indent=2))
+    return metrics
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.command == "pretrain":
         pretrain(args)
+    elif args.command == "finetune":
+        run_finetune(args)
     return 0
 
 

@@ -2,31 +2,18 @@ import keras
 
 
 class RunLogger(keras.callbacks.Callback):
-    """Keeps what `summary.json` reports: losses, stage switch, tokens.
+    """Keeps what `summary.json` reports: final logs, switch, tokens, FLOPs.
 
     Args:
         args: the parsed `pretrain` arguments.
-        tokens_per_step: int. Encoder tokens per optimizer step.
+        progress: the run's `TrainingProgress` callback (step, FLOPs).
     """
 
-    def __init__(self, args, tokens_per_step):
+    def __init__(self, args, progress):
         super().__init__()
         self.args = args
-        self.tokens_per_step = tokens_per_step
+        self.progress = progress
         self.last_logs = {}
-        self.switch_seen_at = None
-        self._step = 0
-
-    def on_train_begin(self, logs=None):
-        self._step = int(
-            keras.ops.convert_to_numpy(self.model.optimizer.iterations)
-        )
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._step += self.model.steps_per_execution
-        logs = logs or {}
-        if self.switch_seen_at is None and float(logs.get("stage", 1)) == 2:
-            self.switch_seen_at = self._step
 
     def on_epoch_end(self, epoch, logs=None):
         self.last_logs = {k: float(v) for k, v in (logs or {}).items()}
@@ -38,7 +25,12 @@ class RunLogger(keras.callbacks.Callback):
             "tau": tau,
             "switch_step": tau if tau is not None and tau <= steps else None,
             "final_logs": self.last_logs,
-            "tokens_seen": steps * self.tokens_per_step,
+            "tokens_seen": steps * self.progress.tokens_per_step,
+            "train_flops": self.progress.train_flops,
+            "flops_per_step": {
+                "hybrid": self.progress.hybrid_step_flops,
+                "span_corruption": self.progress.sc_step_flops,
+            },
             "wall_time_s": round(wall_time, 1),
             "backend": keras.backend.backend(),
             "preset": self.args.preset,

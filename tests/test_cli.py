@@ -88,3 +88,95 @@ def test_pretrain_resume_matches_uninterrupted_run(tmp_path):
             rtol=1e-5,
             atol=1e-6,
         )
+
+
+def test_finetune_bad_inputs_fail_before_work(tmp_path, capsys):
+    preset = tmp_path / "preset"
+    preset.mkdir()
+    good = tmp_path / "good.tsv"
+    good.write_text("label\tsentence\npositive\tfine\nnegative\tbad\n")
+    no_tab = tmp_path / "no_tab.tsv"
+    no_tab.write_text("positive\tfine\nnegative bad\n")
+    unseen = tmp_path / "unseen.tsv"
+    unseen.write_text("neutral\tso so\n")
+    out = str(tmp_path / "out")
+    base = ["finetune", "--preset", str(preset), "--output-dir", out]
+    _fails_with(
+        base + ["--train", str(no_tab), "--validation", str(good)],
+        "no_tab.tsv, line 2: no tab",
+        capsys,
+    )
+    _fails_with(
+        base + ["--train", str(good), "--validation", str(unseen)],
+        "unseen in training: ['neutral']",
+        capsys,
+    )
+    _fails_with(
+        base + ["--train", str(tmp_path / "x.tsv"), "--validation", str(good)],
+        "No such labelled TSV file",
+        capsys,
+    )
+    missing = ["finetune", "--preset", str(tmp_path / "none")]
+    _fails_with(
+        missing
+        + [
+            "--output-dir",
+            out,
+            "--train",
+            str(good),
+            "--validation",
+            str(good),
+        ],
+        "does not exist",
+        capsys,
+    )
+    assert not os.path.exists(out)
+
+
+@pytest.mark.slow
+def test_pretrain_then_finetune_on_sst2(tmp_path):
+    shared = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        "..", "shared", "data", "downstream",
+    )  # fmt: skip
+    if not os.path.isdir(shared):
+        pytest.skip(f"{os.path.normpath(shared)} is absent (CI has it).")
+    run = str(tmp_path / "run")
+    cli.main(TINY + ["--steps", "2", "--tau", "1", "--output-dir", run])
+    out = str(tmp_path / "sst2")
+    cli.main(
+        [
+            "finetune",
+            "--preset", os.path.join(run, "preset"),
+            "--train", os.path.join(shared, "sst2.train.tsv"),
+            "--validation", os.path.join(shared, "sst2.validation.tsv"),
+            "--output-dir", out,
+            "--max-train-examples", "64",
+            "--max-validation-examples", "16",
+            "--epochs", "3",
+            "--batch-size", "16",
+            "--encoder-length", "32",
+            "--decoder-length", "4",
+        ]
+    )  # fmt: skip
+    with open(os.path.join(out, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert metrics["labels"] == ["negative", "positive"]
+    assert metrics["validation_examples"] == 16
+    losses = metrics["train_loss_per_epoch"]
+    assert losses[-1] < losses[0]
+    # The reported accuracy is the exact match of the saved model's output.
+    lm = keras_hub.models.T5Seq2SeqLM.from_preset(os.path.join(out, "preset"))
+    lm.preprocessor.encoder_sequence_length = 32
+    lm.preprocessor.decoder_sequence_length = 4
+    lm.compile(sampler="greedy")
+    from keras_spactor.finetune import read_labelled_tsv
+
+    labels, texts = read_labelled_tsv(
+        os.path.join(shared, "sst2.validation.tsv"), 16
+    )
+    generated = lm.generate(
+        {"encoder_text": texts, "decoder_text": [""] * 16}, max_length=4
+    )
+    hits = np.mean([g.strip() == t for g, t in zip(generated, labels)])
+    assert metrics["accuracy"] == pytest.approx(hits)

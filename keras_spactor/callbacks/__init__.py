@@ -1,3 +1,4 @@
 from keras_spactor.callbacks.tau_scheduler import TauScheduler
+from keras_spactor.callbacks.training_progress import TrainingProgress
 
-__all__ = ["TauScheduler"]
+__all__ = ["TauScheduler", "TrainingProgress"]

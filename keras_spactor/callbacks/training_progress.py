@@ -1,0 +1,78 @@
+import keras
+
+
+class TrainingProgress(keras.callbacks.Callback):
+    """Adds `learning_rate`, `tokens_seen` and `train_flops` to the logs.
+
+    Put it before `keras.callbacks.TensorBoard` in the callback list so the
+    values reach TensorBoard. `train_flops` is cumulative and counts the
+    generator and RTD head for the steps before the model's `tau` (see
+    `keras_spactor.flops.train_step_flops`), so the paper's FLOPs claim can
+    be checked on any run. The step count is kept on the host: on JAX no
+    device sync is needed per batch.
+
+    Args:
+        tokens_per_step: int. Encoder tokens per optimizer step
+            (`batch_size * inputs_length`).
+        hybrid_step_flops: int. FLOPs of a stage-1 step.
+        sc_step_flops: int. FLOPs of a stage-2 (plain SC) step.
+
+    Example:
+    ```python
+    flops = [train_step_flops(model, 8, 128, 29, hybrid=h) for h in (1, 0)]
+    model.fit(ds, callbacks=[TrainingProgress(8 * 128, *flops),
+                             keras.callbacks.TensorBoard("logs")])
+    ```
+    """
+
+    def __init__(self, tokens_per_step, hybrid_step_flops, sc_step_flops):
+        super().__init__()
+        self.tokens_per_step = int(tokens_per_step)
+        self.hybrid_step_flops = int(hybrid_step_flops)
+        self.sc_step_flops = int(sc_step_flops)
+        self.step = 0
+        self.train_flops = 0
+        self._schedule = None
+        self._constant_rate = 0.0
+
+    def on_train_begin(self, logs=None):
+        model = self.model  # one sync on JAX
+        self.step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+        # Read here, synced: during a JAX fit the optimizer's variables live
+        # in the train state, not on the model.
+        rate = model.optimizer._learning_rate
+        self._schedule = rate if callable(rate) else None
+        self._constant_rate = float(
+            keras.ops.convert_to_numpy(model.optimizer.learning_rate)
+        )
+        tau = model.tau
+        hybrid_steps = self.step if tau is None else min(self.step, tau)
+        self.train_flops = (
+            hybrid_steps * self.hybrid_step_flops
+            + (self.step - hybrid_steps) * self.sc_step_flops
+        )
+
+    def _learning_rate(self):
+        if self._schedule is None:
+            return self._constant_rate
+        return float(keras.ops.convert_to_numpy(self._schedule(self.step)))
+
+    def on_train_batch_end(self, batch, logs=None):
+        model = self._model  # no sync: only Python state is read
+        tau = model.tau
+        for _ in range(model.steps_per_execution):
+            hybrid = tau is None or self.step < tau
+            self.train_flops += (
+                self.hybrid_step_flops if hybrid else self.sc_step_flops
+            )
+            self.step += 1
+        if logs is not None:
+            logs["learning_rate"] = self._learning_rate()
+            logs["tokens_seen"] = float(self.step * self.tokens_per_step)
+            logs["train_flops"] = float(self.train_flops)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = self._learning_rate()
+            logs["tokens_seen"] = float(self.step * self.tokens_per_step)
+            logs["train_flops"] = float(self.train_flops)
