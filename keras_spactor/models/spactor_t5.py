@@ -502,6 +502,22 @@ class SpacTorT5(keras.Model):
         batch_checks.check_first_batch(self, x, y)
         return super().fit(x, y, *args, **kwargs)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # TF backend under a tf.distribute strategy only. Keras reduces the
+        # first distributed batch with MEAN to get its shapes, which fails
+        # on our bool padding masks (AddN has no bool kernel); the first
+        # replica's values have the same (per-replica) shapes.
+        if iterator is not None and self._distribute_strategy is not None:
+            strategy = self._distribute_strategy
+            for _, _, it in iterator:
+                data_batch = keras.tree.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0],
+                    next(it),
+                )
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator, data_batch)
+
     def train_step(self, *args):
         return train_steps.train_step(self, *args, mode="hybrid")
 

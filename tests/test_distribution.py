@@ -1,0 +1,201 @@
+"""keras_spactor.distribution: layouts, strategies and distributed training.
+
+The multi-device runs need device flags set before JAX / TF initialise, so
+they run `tests/distribution_runner.py` in a subprocess (8 host devices on
+JAX, 2 logical CPUs on TF); these tests run under either backend.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_spactor import distribution
+from tests import model_helpers
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Distributed losses vs one device: same math, different reduction order.
+RTOL = 1e-4
+FAKE_DEVICES = [f"cpu:{i}" for i in range(8)]
+
+
+def _run(backend, extra_env):
+    env = dict(os.environ, KERAS_BACKEND=backend, **extra_env)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [REPO_ROOT] + [p for p in [env.get("PYTHONPATH")] if p]
+    )
+    process = subprocess.run(
+        [sys.executable, "-m", "tests.distribution_runner", backend],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    lines = [
+        line
+        for line in process.stdout.splitlines()
+        if line.startswith("RESULT ")
+    ]
+    assert process.returncode == 0 and lines, process.stderr[-4000:]
+    return json.loads(lines[-1][len("RESULT ") :]), process.stdout
+
+
+def _assert_same_losses(result, baseline):
+    assert result["stage"] == [1.0, 1.0, 2.0, 2.0]
+    assert result["stage"] == baseline["stage"]
+    np.testing.assert_allclose(result["loss"], baseline["loss"], rtol=RTOL)
+    assert result["generator_trained_in_stage_1"]
+    assert result["generator_frozen_after_tau"]
+
+
+@pytest.fixture(scope="module")
+def jax_runs():
+    return _run(
+        "jax", {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    )
+
+
+@pytest.fixture(scope="module")
+def tensorflow_runs():
+    return _run("tensorflow", {})
+
+
+@pytest.mark.slow
+def test_jax_data_and_model_parallel_match_one_device(jax_runs):
+    results, _ = jax_runs
+    assert results["devices"] == 8
+    assert results["model_parallel_mesh"] == [2, 4]
+    assert results["sharded_variables"] > 0
+    single = results["single"]
+    # 4 steps, TauScheduler(tau=2): two hybrid steps, two plain-SC steps.
+    _assert_same_losses(single, single)
+    _assert_same_losses(results["data_parallel"], single)
+    _assert_same_losses(results["model_parallel"], single)
+
+
+@pytest.mark.slow
+def test_tensorflow_mirrored_strategy_matches_one_device(tensorflow_runs):
+    results, stdout = tensorflow_runs
+    # No TPU here: tf_strategy() falls back and says so in one line.
+    assert results["strategy"] == "MirroredStrategy"
+    assert results["replicas"] == 2
+    assert "no TPU found" in stdout
+    # Plain span corruption (tau=0) is deterministic: same losses.
+    sc, mirrored_sc = results["single_sc"], results["mirrored_sc"]
+    assert mirrored_sc["stage"] == [2.0] * 4
+    np.testing.assert_allclose(mirrored_sc["loss"], sc["loss"], rtol=RTOL)
+    assert mirrored_sc["generator_frozen_after_tau"]
+    # Two stages: each replica draws the generator's masks and samples
+    # for its own half batch, so stage 1 (and what follows) is close but
+    # not equal to one device; the curriculum itself must be the same.
+    single, mirrored = results["single"], results["mirrored"]
+    assert mirrored["stage"] == single["stage"] == [1.0, 1.0, 2.0, 2.0]
+    np.testing.assert_allclose(mirrored["loss"], single["loss"], rtol=0.05)
+    assert mirrored["generator_trained_in_stage_1"]
+    assert mirrored["generator_frozen_after_tau"]
+
+
+def test_tf_strategy_without_tpu_falls_back_to_mirrored(capsys):
+    import tensorflow as tf
+
+    strategy = distribution.tf_strategy()
+    assert isinstance(strategy, tf.distribute.MirroredStrategy)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1
+    assert out[0].startswith("keras-spactor: no TPU found")
+    assert "falling back to tf.distribute.MirroredStrategy" in out[0]
+
+
+def test_layout_map_names_every_large_kernel():
+    mesh = keras.distribution.DeviceMesh(
+        (2, 4), ("data", "model"), FAKE_DEVICES
+    )
+    layouts = distribution.layout_map(mesh)
+    model = model_helpers.tiny_model()
+    distribution.check_layout_map(layouts, model)
+    sharded = {
+        v.path: layouts[v.path].axes
+        for v in model.variables
+        if layouts[v.path] is not None
+    }
+    assert sharded["token_embedding/embeddings"] == ("model", None)
+    assert sharded["token_embedding/reverse_embeddings"] == (None, "model")
+    prefixes = [
+        "transformer_encoder_layer_1/",
+        "transformer_decoder_layer_0/",
+        "generator/transformer_layer_0/",
+    ]
+    for prefix in prefixes:
+        query = prefix + "self_attention/query_projector/kernel"
+        assert sharded[query] == (None, "model")
+        attention_out = prefix + "self_attention/output_projector/kernel"
+        assert sharded[attention_out] == ("model", None)
+        assert sharded[prefix + "gate_projector/kernel"] == (None, "model")
+        assert sharded[prefix + "output_projector/kernel"] == ("model", None)
+    cross = "transformer_decoder_layer_1/cross_attention/key_projector/kernel"
+    assert sharded[cross] == (None, "model")
+    assert sharded["generator_head/dense/kernel"] == (None, "model")
+    assert sharded["rtd_head/dense/kernel"] == (None, "model")
+    # Relative attention biases (encoder, decoder, generator): replicated.
+    assert sum(1 for p in sharded if p.endswith("self_attention/embeddings"))
+    # Layer norms and biases fall through to ModelParallel's replication.
+    assert "rtd_head/dense/bias" not in sharded
+
+
+def test_layout_naming_no_variable_is_an_error():
+    mesh = keras.distribution.DeviceMesh(
+        (2, 4), ("data", "model"), FAKE_DEVICES
+    )
+    model = model_helpers.tiny_model()
+    layouts = distribution.layout_map(mesh)
+    layouts["encoder/no_such_layer/kernel"] = (None, "model")
+    with pytest.raises(ValueError, match="name no variable.*no_such_layer"):
+        distribution.check_layout_map(layouts, model)
+    # A tied backbone has no reverse embeddings: say how to fix it.
+    tied = keras_spactor_tiny_tied()
+    with pytest.raises(ValueError, match="tie_embedding_weights=True"):
+        distribution.check_layout_map(distribution.layout_map(mesh), tied)
+    distribution.check_layout_map(
+        distribution.layout_map(mesh, tie_embedding_weights=True), tied
+    )
+    with pytest.raises(ValueError, match="'tensor' is not an axis"):
+        distribution.layout_map(mesh, model_dim="tensor")
+
+
+def keras_spactor_tiny_tied():
+    import keras_spactor
+
+    return keras_spactor.SpacTorT5(
+        model_helpers.tiny_backbone(tie=True),
+        vocabulary_size=model_helpers.VOCABULARY_SIZE,
+        generator_num_layers=1,
+    )
+
+
+def test_bad_shard_counts_and_batch_sizes_are_errors():
+    with pytest.raises(ValueError, match="more model-parallel shards than"):
+        distribution.model_parallel(16, devices=FAKE_DEVICES)
+    with pytest.raises(ValueError, match="not divisible by model_shards=3"):
+        distribution.model_parallel(3, devices=FAKE_DEVICES)
+    with pytest.raises(ValueError, match="model_shards must be >= 1"):
+        distribution.model_parallel(0, devices=FAKE_DEVICES)
+    mesh = keras.distribution.DeviceMesh((8,), ("data",), FAKE_DEVICES)
+    data = keras.distribution.DataParallel(device_mesh=mesh)
+    with pytest.raises(ValueError, match="batch size 12 is not divisible"):
+        distribution.check_batch_size(data, 12)
+    distribution.check_batch_size(data, 16)
+    mesh = keras.distribution.DeviceMesh(
+        (2, 4), ("data", "model"), FAKE_DEVICES
+    )
+    model = keras.distribution.ModelParallel(
+        layout_map=distribution.layout_map(mesh), batch_dim_name="data"
+    )
+    with pytest.raises(ValueError, match="data axis.*2 shards"):
+        distribution.check_batch_size(model, 3)
+    distribution.check_batch_size(model, 4)
+    distribution.check_batch_size(None, 3)
