@@ -96,6 +96,20 @@ def build_parser():
     )
     p.add_argument("--steps-per-execution", type=_positive_int, default=1)
     p.add_argument(
+        "--distribution",
+        choices=["none", "data", "model"],
+        default="none",
+        help="data: data parallel over all devices (JAX: keras.distribution;"
+        " TF: TPUStrategy, else MirroredStrategy). model: (data, model) "
+        "mesh, kernels sharded --model-shards ways (JAX only).",
+    )
+    p.add_argument(
+        "--model-shards",
+        type=_positive_int,
+        default=None,
+        help="Size of the model axis for --distribution model.",
+    )
+    p.add_argument(
         "--checkpoint-every",
         type=_positive_int,
         default=40,
@@ -156,6 +170,18 @@ def check_arguments(args):
         for pattern in args.data.split(","):
             if not glob.glob(pattern):
                 fail(f"data path {pattern!r} does not exist")
+    if args.model_shards and args.distribution != "model":
+        fail("--model-shards needs --distribution model")
+    if args.distribution == "model":
+        import keras
+
+        if keras.backend.backend() != "jax":
+            fail(
+                "model parallelism needs the JAX backend (KERAS_BACKEND=jax);"
+                " on TensorFlow use --distribution data"
+            )
+        if not args.model_shards:
+            fail("--distribution model needs --model-shards N")
     checkpoint = os.path.join(args.output_dir, "checkpoint.keras")
     if args.resume and not os.path.exists(checkpoint):
         fail(f"--resume: there is no checkpoint to resume at {checkpoint}")
@@ -201,6 +227,37 @@ def make_optimizer(args):
     return keras.optimizers.AdamW(learning_rate=rate, weight_decay=0.01)
 
 
+def distribution_scope(args):
+    """Set up --distribution; returns the scope to build the model in."""
+    import contextlib
+
+    import keras
+
+    from keras_spactor import distribution
+
+    if args.distribution == "none":
+        return contextlib.nullcontext()
+    try:
+        if keras.backend.backend() != "jax":
+            strategy = distribution.tf_strategy()
+            replicas = strategy.num_replicas_in_sync
+            if args.batch_size % replicas:
+                raise ValueError(
+                    f"The batch size {args.batch_size} is not divisible by "
+                    f"the {replicas} replicas of {type(strategy).__name__}."
+                )
+            return strategy.scope()
+        if args.distribution == "data":
+            dist = distribution.data_parallel()
+        else:
+            dist = distribution.model_parallel(args.model_shards)
+        distribution.check_batch_size(dist, args.batch_size)
+    except ValueError as error:
+        fail(str(error))
+    keras.distribution.set_distribution(dist)
+    return contextlib.nullcontext()
+
+
 def pretrain(args):
     check_arguments(args)
     import keras
@@ -215,18 +272,31 @@ def pretrain(args):
     keras.utils.set_random_seed(args.seed)
     os.makedirs(args.output_dir, exist_ok=True)
     checkpoint = os.path.join(args.output_dir, "checkpoint.keras")
+    # JAX: sets the global distribution; TF: the strategy's scope, in which
+    # the model and (in compile) its optimizer must be built.
+    scope = distribution_scope(args)
     tokenizer = load_tokenizer(args.vocabulary)
-    if args.resume:
-        model = keras.saving.load_model(checkpoint)
-        model.tokenizer = tokenizer
-    else:
-        model = keras_spactor.SpacTorT5.from_preset(
-            args.preset, tokenizer=tokenizer, seed=args.seed
-        )
-        model.compile(
-            optimizer=make_optimizer(args),
-            steps_per_execution=args.steps_per_execution,
-        )
+    with scope:
+        if args.resume:
+            model = keras.saving.load_model(checkpoint)
+            model.tokenizer = tokenizer
+        else:
+            model = keras_spactor.SpacTorT5.from_preset(
+                args.preset, tokenizer=tokenizer, seed=args.seed
+            )
+            model.compile(
+                optimizer=make_optimizer(args),
+                steps_per_execution=args.steps_per_execution,
+            )
+    if args.distribution == "model":
+        from keras_spactor.distribution import check_layout_map
+
+        try:
+            check_layout_map(
+                keras.distribution.distribution()._layout_map, model
+            )
+        except ValueError as error:
+            fail(str(error))
     done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     if done >= args.steps:
         fail(f"the run in {args.output_dir} already finished {done} steps")

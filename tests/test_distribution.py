@@ -23,26 +23,50 @@ RTOL = 1e-4
 FAKE_DEVICES = [f"cpu:{i}" for i in range(8)]
 
 
-def _run(backend, extra_env):
+def _start(backend, extra_env, log_dir):
     env = dict(os.environ, KERAS_BACKEND=backend, **extra_env)
     env["PYTHONPATH"] = os.pathsep.join(
         [REPO_ROOT] + [p for p in [env.get("PYTHONPATH")] if p]
     )
-    process = subprocess.run(
-        [sys.executable, "-m", "tests.distribution_runner", backend],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    lines = [
-        line
-        for line in process.stdout.splitlines()
-        if line.startswith("RESULT ")
-    ]
-    assert process.returncode == 0 and lines, process.stderr[-4000:]
-    return json.loads(lines[-1][len("RESULT ") :]), process.stdout
+    # A file, not a pipe: neither run may block on a full pipe.
+    with open(os.path.join(log_dir, f"{backend}.out"), "w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.distribution_runner", backend],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _result(process, backend, log_dir):
+    process.wait(timeout=600)
+    with open(os.path.join(log_dir, f"{backend}.out")) as f:
+        stdout = f.read()
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+    assert process.returncode == 0 and lines, stdout[-4000:]
+    return json.loads(lines[-1][len("RESULT ") :]), stdout
+
+
+@pytest.fixture(scope="module")
+def distributed_runs(tmp_path_factory):
+    """Both backends' runs, started together (they take ~40-60 s each)."""
+    log_dir = str(tmp_path_factory.mktemp("distributed_runs"))
+    flags = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    processes = {
+        "jax": _start("jax", flags, log_dir),
+        "tensorflow": _start("tensorflow", {}, log_dir),
+    }
+    try:
+        return {
+            name: _result(process, name, log_dir)
+            for name, process in processes.items()
+        }
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+            process.wait()
 
 
 def _assert_same_losses(result, baseline):
@@ -53,21 +77,9 @@ def _assert_same_losses(result, baseline):
     assert result["generator_frozen_after_tau"]
 
 
-@pytest.fixture(scope="module")
-def jax_runs():
-    return _run(
-        "jax", {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-    )
-
-
-@pytest.fixture(scope="module")
-def tensorflow_runs():
-    return _run("tensorflow", {})
-
-
 @pytest.mark.slow
-def test_jax_data_and_model_parallel_match_one_device(jax_runs):
-    results, _ = jax_runs
+def test_jax_data_and_model_parallel_match_one_device(distributed_runs):
+    results, _ = distributed_runs["jax"]
     assert results["devices"] == 8
     assert results["model_parallel_mesh"] == [2, 4]
     assert results["sharded_variables"] > 0
@@ -79,8 +91,8 @@ def test_jax_data_and_model_parallel_match_one_device(jax_runs):
 
 
 @pytest.mark.slow
-def test_tensorflow_mirrored_strategy_matches_one_device(tensorflow_runs):
-    results, stdout = tensorflow_runs
+def test_tensorflow_mirrored_strategy_matches_one_device(distributed_runs):
+    results, stdout = distributed_runs["tensorflow"]
     # No TPU here: tf_strategy() falls back and says so in one line.
     assert results["strategy"] == "MirroredStrategy"
     assert results["replicas"] == 2
@@ -199,3 +211,22 @@ def test_bad_shard_counts_and_batch_sizes_are_errors():
         distribution.check_batch_size(model, 3)
     distribution.check_batch_size(model, 4)
     distribution.check_batch_size(None, 3)
+
+
+def test_cli_distribution_errors_come_before_training(tmp_path, capsys):
+    from keras_spactor import cli
+
+    def run(*flags):
+        output = str(tmp_path / "run")
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["pretrain", "--output-dir", output, *flags])
+        assert exit_info.value.code == 2
+        return capsys.readouterr().err
+
+    error = run("--model-shards", "2")
+    assert "--model-shards needs --distribution model" in error
+    error = run("--distribution", "model", "--model-shards", "64")
+    if keras.backend.backend() == "jax":
+        assert "more model-parallel shards than there are devices" in error
+    else:
+        assert "model parallelism needs the JAX backend" in error
