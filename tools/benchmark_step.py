@@ -29,6 +29,15 @@ VOCABULARY = 32100
 ROWS = 32128
 
 
+def cpu_peak_tflops(flops_per_cycle=32, ghz=2.5):
+    """A stated CPU peak: cores x FP32 FLOPs/cycle (AVX2: 2 FMA x 8 lanes x 2)
+    x clock. An estimate, not a measurement: MFU on CPU is indicative only.
+    """
+    import os
+
+    return os.cpu_count() * flops_per_cycle * ghz / 1e3
+
+
 def batch(batch_size, inputs_length, targets_length, seed=0):
     rng = np.random.RandomState(seed)
     enc = rng.randint(3, VOCABULARY - 100, (batch_size, inputs_length))
@@ -78,13 +87,26 @@ def time_steps(model, dataset, steps):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", default="tiny", choices=["tiny", "small"])
+    parser.add_argument(
+        "--config", default="tiny", choices=["tiny", "small", "base", "large"]
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--inputs-length", type=int, default=128)
     parser.add_argument("--targets-length", type=int, default=29)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="Peak of the device for MFU (e.g. 989 for an H100/H200 in "
+        "bf16, dense). Default: an estimate for this CPU, see BENCHMARKS.md.",
+    )
+    parser.add_argument("--mixed-precision", action="store_true")
     args = parser.parse_args()
+    if args.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    peak = args.peak_tflops or cpu_peak_tflops()
     x, y = batch(args.batch_size, args.inputs_length, args.targets_length)
     dataset = tf.data.Dataset.from_tensors((x, y)).repeat()
     variants = ["a_keras_hub", "b_tau0", "c_stage1", "d_stage2"]
@@ -117,7 +139,21 @@ def main():
         "flops_per_step_sc": flops_sc,
         "flops_per_step_hybrid": flops_hybrid,
         "flops_ratio_c/b": flops_hybrid / flops_sc,
+        "peak_tflops": peak,
+        "achieved_tflops": {},
+        "mfu": {},
     }
+    for v in ("b_tau0", "c_stage1", "d_stage2"):
+        flops = flops_hybrid if v == "c_stage1" else flops_sc
+        achieved = flops / best[v] / 1e12
+        result["achieved_tflops"][v] = achieved
+        result["mfu"][v] = achieved / peak
+    result["achieved_tflops"]["a_keras_hub"] = (
+        flops_sc / best["a_keras_hub"] / 1e12
+    )
+    result["mfu"]["a_keras_hub"] = (
+        result["achieved_tflops"]["a_keras_hub"] / peak
+    )
     print(json.dumps(result, indent=2))
 
 
