@@ -1,5 +1,6 @@
 """SpacTorT5's stateless train and test steps for the JAX backend."""
 
+import contextlib
 import functools
 
 import jax
@@ -116,3 +117,33 @@ def _iterations_index(model):
 def read_iterations(model, args):
     state = args[0]
     return int(state[2][_iterations_index(model)])
+
+
+@contextlib.contextmanager
+def state_attached(model, args):
+    """Puts the train state back on purged variables while a step builds.
+
+    During an epoch Keras keeps the state only in the train function's
+    arguments and sets the variables' values to `None`; under a
+    `keras.distribution`, building a train function reads every variable's
+    sharding, so a variant built mid-epoch (the stage switch) needs them.
+    They are purged again afterwards: the state buffers get donated.
+    """
+    groups = [
+        model.trainable_variables,
+        model.non_trainable_variables,
+        model.optimizer.variables,
+        model.metrics_variables,
+    ]
+    attached = []
+    state = args[0] if args else ()
+    for variables, values in zip(groups, state):
+        for variable, value in zip(variables, values):
+            if variable._value is None:
+                variable._value = value
+                attached.append(variable)
+    try:
+        yield
+    finally:
+        for variable in attached:
+            variable._value = None

@@ -533,22 +533,26 @@ class SpacTorT5(keras.Model):
         self.train_function = self._dispatch_train_function
         return self.train_function
 
-    def _variant(self, mode):
+    def _variant(self, mode, args=()):
         """The compiled train function for `hybrid`, `sc` or `mixed`."""
         if mode not in self._train_variants:
-            # A distinct step function per stage: jit caches traces by
-            # function, so the variants must not share `self.train_step`.
-            def step(*args):
-                return train_steps.train_step(self, *args, mode=mode)
-
-            self.train_step = step
-            try:
-                super().make_train_function(force=True)
-            finally:
-                del self.train_step
-            self._train_variants[mode] = self.train_function
-            self.train_function = self._dispatch_train_function
+            with train_steps.state_attached(self, args):
+                self._build_variant(mode)
         return self._train_variants[mode]
+
+    def _build_variant(self, mode):
+        # A distinct step function per stage: jit caches traces by
+        # function, so the variants must not share `self.train_step`.
+        def step(*args):
+            return train_steps.train_step(self, *args, mode=mode)
+
+        self.train_step = step
+        try:
+            super().make_train_function(force=True)
+        finally:
+            del self.train_step
+        self._train_variants[mode] = self.train_function
+        self.train_function = self._dispatch_train_function
 
     def _trainable_indices(self, hybrid):
         return train_steps.trainable_indices(self, hybrid)
@@ -574,7 +578,7 @@ class SpacTorT5(keras.Model):
 
     def _dispatch_train_function(self, *args):
         mode = self._next_mode(args)
-        function = self._variant(mode)
+        function = self._variant(mode, args)
         outputs = function(*args)
         if self._host_step is not None:
             self._host_step += self.steps_per_execution

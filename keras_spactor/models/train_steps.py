@@ -1,5 +1,7 @@
 """Backend dispatch for `SpacTorT5.train_step` / `test_step`."""
 
+import contextlib
+
 import keras
 
 
@@ -33,6 +35,16 @@ def test_step(model, *args):
 def read_iterations(model, train_function_args):
     """The optimizer's step count, read on the host (one device sync)."""
     return _backend_module().read_iterations(model, train_function_args)
+
+
+def state_attached(model, train_function_args):
+    """Context in which a train function may be built mid-epoch (JAX puts
+    the purged variable values back; a no-op elsewhere)."""
+    if keras.backend.backend() == "jax":
+        from keras_spactor.models import jax_train_step
+
+        return jax_train_step.state_attached(model, train_function_args)
+    return contextlib.nullcontext()
 
 
 def trainable_indices(model, hybrid):
