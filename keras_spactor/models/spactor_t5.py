@@ -21,6 +21,16 @@ HYBRID_ONLY_METRICS = (
 )
 
 
+class _DrawnSeed(keras.random.SeedGenerator):
+    """A seed already drawn, for `keras.random` ops (they take no tensors)."""
+
+    def __init__(self, value):
+        self._value = value
+
+    def next(self, ordered=True):
+        return self._value
+
+
 def _weighted_mean(values, weights):
     weights = ops.cast(weights, "float32")
     total = ops.sum(ops.cast(values, "float32") * weights)
@@ -331,6 +341,23 @@ class SpacTorT5(keras.Model):
             return int(min(self.max_predictions, length))
         return max(1, min(length, math.ceil(self.mlm_probability * length)))
 
+    def _replica_seed(self):
+        """The seed of the next draw; under tf.distribute, one per replica.
+
+        Mirrored replicas share the seed generator's state, so without the
+        replica id every replica would draw the same masks and samples.
+        """
+        if keras.backend.backend() != "tensorflow":
+            return self.seed_generator
+        import tensorflow as tf
+
+        replica = tf.distribute.get_replica_context()
+        if replica is None or replica.num_replicas_in_sync == 1:
+            return self.seed_generator
+        seed = self.seed_generator.next()
+        offset = tf.cast(replica.replica_id_in_sync_group, seed.dtype)
+        return _DrawnSeed(seed + tf.stack([offset, tf.zeros_like(offset)]))
+
     def generator_forward(self, token_ids, padding_mask, training=False):
         """Mask, run the generator and sample replacements.
 
@@ -343,7 +370,7 @@ class SpacTorT5(keras.Model):
             eligible,
             self.mlm_probability,
             self._num_predictions(token_ids.shape[1]),
-            seed=self.seed_generator,
+            seed=self._replica_seed(),
         )
         masked_ids, _ = generator_masking.replace_tokens(
             token_ids, positions, weights, self.mask_token_id
@@ -361,7 +388,7 @@ class SpacTorT5(keras.Model):
         samples = keras.random.categorical(
             ops.reshape(sample_logits, (-1, ops.shape(logits)[-1])),
             1,
-            seed=self.seed_generator,
+            seed=self._replica_seed(),
             dtype="int32",
         )
         samples = ops.reshape(samples, (batch, slots))
