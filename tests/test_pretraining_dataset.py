@@ -269,3 +269,19 @@ def test_missing_file_and_bad_jsonl(data_tokenizer, tmp_path):
     bad.write_text('{"text": "fine"}\n{"text": oops}\n')
     with pytest.raises(ValueError, match=r"bad\.jsonl, line 2"):
         pretraining_dataset(str(bad), data_tokenizer, batch_size=2)
+
+
+def test_tokenizer_made_before_set_random_seed_still_works(data_tokenizer):
+    """`keras.utils.set_random_seed` clears TF's kernel caches (and with
+    them tf-text's SentencePiece resource); building the pipeline after it
+    must still tokenize."""
+    import keras
+
+    tokenizer = keras_hub.models.T5Tokenizer(proto=data_tokenizer.proto)
+    keras.utils.set_random_seed(3)
+    dataset = pretraining_dataset(
+        "builtin:python-docs", tokenizer, batch_size=2, inputs_length=32
+    )
+    x, y, _ = next(iter(dataset))
+    assert x["encoder_token_ids"].shape == (2, 32)
+    assert int(tf.reduce_max(y)) > 2

@@ -80,6 +80,13 @@ def span_corruption_examples(
         tokenizer, inputs_length, noise_density, mean_noise_span_length
     )
     vocabulary_size = tokenizer.vocabulary_size()
+    # `keras.utils.set_random_seed` clears TF's kernel caches, which deletes
+    # the SentencePiece resource of a tokenizer made before it (a cryptic
+    # "SentencepieceOp does not exist" later). Re-creating it here makes
+    # "tokenizer, then seed, then dataset" work; seeding after building the
+    # dataset still breaks it, so seed first.
+    if getattr(tokenizer, "proto", None) is not None:
+        tokenizer.set_proto(tokenizer.proto)
     if isinstance(source, tf.data.Dataset):
         stats = stats if stats is not None else DocumentStats()
         documents = source.filter(stats.count)
