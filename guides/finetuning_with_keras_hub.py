@@ -25,7 +25,7 @@ pre-trained preset (a toy T5, two SpacTor steps) and fine-tunes it for a few
 steps on a few SST-2 sentences, so it runs anywhere in well under a minute;
 its accuracy means nothing. With `SPACTOR_GUIDE_SIZE=full` it fine-tunes the
 preset written by the guide *Pre-training T5 with SpacTor on a TPU*
-(`SPACTOR_GUIDE_PRESET`, default `spactor_guide/preset`) on all of SST-2.
+(`SPACTOR_GUIDE_PRESET`, default `runs/guides/preset`) on all of SST-2.
 """
 
 """
@@ -46,7 +46,7 @@ import numpy as np
 import tensorflow as tf
 
 SMALL = os.environ.get("SPACTOR_GUIDE_SIZE", "small") == "small"
-OUTPUT_DIR = os.environ.get("SPACTOR_GUIDE_OUTPUT", "spactor_guide")
+OUTPUT_DIR = os.environ.get("SPACTOR_GUIDE_OUTPUT", "runs/guides")
 # SST-2 as `label<TAB>sentence` files; in this repository's development
 # setup they sit next to the checkout.
 SST2_DIR = os.environ.get(
@@ -110,7 +110,7 @@ if SMALL:
     PRESET = os.path.join(OUTPUT_DIR, "pretrained")
     pretrainer.save_to_preset(PRESET)
 else:
-    PRESET = os.environ.get("SPACTOR_GUIDE_PRESET", "spactor_guide/preset")
+    PRESET = os.environ.get("SPACTOR_GUIDE_PRESET", "runs/guides/preset")
 print("Preset:", PRESET, sorted(os.listdir(PRESET)))
 
 """

@@ -73,7 +73,7 @@ from keras_spactor.flops import train_step_flops
 from keras_spactor.schedules import InverseSquareRootSchedule
 
 SMALL = os.environ.get("SPACTOR_GUIDE_SIZE", "small") == "small"
-OUTPUT_DIR = os.environ.get("SPACTOR_GUIDE_OUTPUT", "spactor_guide")
+OUTPUT_DIR = os.environ.get("SPACTOR_GUIDE_OUTPUT", "runs/guides")
 
 """
 ## Settings
@@ -274,7 +274,7 @@ In a Colab notebook, watch the run with TensorBoard:
 """
 
 """shell
-tensorboard --logdir spactor_guide/logs
+tensorboard --logdir runs/guides/logs
 """
 
 """
@@ -309,7 +309,7 @@ print(seq2seq.generate(prompt, max_length=8))
 ## Next steps
 
 - Fine-tune the preset: `keras-spactor finetune --preset
-  spactor_guide/preset ...` or the fine-tuning guide.
+  runs/guides/preset ...` or the fine-tuning guide.
 - Compare with plain span corruption (`TauScheduler(0)`): see the guide
   *What the tau curriculum buys*.
 """

@@ -68,7 +68,7 @@ from keras_spactor.data import span_corruption_lengths
 from keras_spactor.flops import train_step_flops
 
 SMALL = os.environ.get("SPACTOR_GUIDE_SIZE", "small") == "small"
-OUTPUT_DIR = os.environ.get("SPACTOR_GUIDE_OUTPUT", "spactor_guide")
+OUTPUT_DIR = os.environ.get("SPACTOR_GUIDE_OUTPUT", "runs/guides")
 RESULTS = os.environ.get(
     "SPACTOR_GUIDE_RESULTS", os.path.join("runs", "reproduce", "results.json")
 )
