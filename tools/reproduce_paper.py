@@ -219,7 +219,7 @@ def summarize(rows):
 
 def markdown(table):
     lines = [
-        "| objective | tau | steps | train PFLOPs | val SC loss | SST-2 acc "
+        "| objective | tau | steps | train TFLOPs | val SC loss | SST-2 acc "
         "| TREC acc | seeds |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -232,7 +232,7 @@ def markdown(table):
 
         lines.append(
             f"| {e['objective']} | {e['tau']} | {e['steps']} | "
-            f"{e['train_flops'] / 1e15:.3f} | {cell('validation_sc_loss')} | "
+            f"{e['train_flops'] / 1e12:.1f} | {cell('validation_sc_loss')} | "
             f"{cell('sst2_accuracy')} | {cell('trec_accuracy')} | "
             f"{e['seeds']} |"
         )
