@@ -264,6 +264,7 @@ def pretrain(args):
 
     import keras_spactor
     from keras_spactor import data
+    from keras_spactor.cli_callbacks import AtomicCheckpoint
     from keras_spactor.cli_callbacks import RunLogger
     from keras_spactor.flops import train_step_flops
 
@@ -335,7 +336,7 @@ def pretrain(args):
             keras.callbacks.TensorBoard(
                 os.path.join(args.output_dir, "logs"), update_freq=10
             ),
-            keras.callbacks.ModelCheckpoint(checkpoint),
+            AtomicCheckpoint(checkpoint),
         ],
         verbose=2 if not sys.stdout.isatty() else 1,
     )

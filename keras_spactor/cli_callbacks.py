@@ -1,3 +1,5 @@
+import os
+
 import keras
 
 
@@ -36,3 +38,24 @@ class RunLogger(keras.callbacks.Callback):
             "preset": self.args.preset,
             "data": self.args.data,
         }
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Saves the full training state at each epoch end, atomically.
+
+    The model is written to a temporary file next to `path` and then renamed
+    over it, so a process killed at any moment (SIGKILL included) leaves the
+    previous checkpoint intact: nothing is ever half-written.
+
+    Args:
+        path: str. The `.keras` checkpoint file.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        temporary = self.path + ".partial.keras"
+        self.model.save(temporary)
+        os.replace(temporary, self.path)

@@ -2,6 +2,10 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import keras
 import keras_hub
@@ -23,6 +27,16 @@ TINY = [
 def _vocabulary_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.getbasetemp() / "vocabulary-cache"
     monkeypatch.setenv("KERAS_SPACTOR_CACHE", str(cache))
+
+
+def _pretrain_process(arguments):
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.Popen(
+        [sys.executable, "-m", "keras_spactor"] + TINY + arguments,
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _fails_with(argv, message, capsys):
@@ -65,11 +79,25 @@ def test_bad_arguments_fail_before_work(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_pretrain_resume_matches_uninterrupted_run(tmp_path):
+    # Every run in its own process (as a user would run them), so that all
+    # three compute under the same conditions.
     whole = str(tmp_path / "whole")
-    cli.main(TINY + ["--steps", "6", "--output-dir", whole])
+    _pretrain_process(["--steps", "6", "--output-dir", whole]).wait()
+    # The same command SIGKILLed right after its first checkpoint, resumed.
     parts = str(tmp_path / "parts")
-    cli.main(TINY + ["--steps", "4", "--output-dir", parts])
-    cli.main(TINY + ["--steps", "6", "--output-dir", parts, "--resume"])
+    checkpoint = os.path.join(parts, "checkpoint.keras")
+    process = _pretrain_process(["--steps", "6", "--output-dir", parts])
+    deadline = time.time() + 600
+    while not os.path.exists(checkpoint) and process.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    assert not os.path.exists(os.path.join(parts, "summary.json"))
+    resumed = _pretrain_process(
+        ["--steps", "6", "--output-dir", parts, "--resume"]
+    )
+    assert resumed.wait() == 0
 
     for run in (whole, parts):
         with open(os.path.join(run, "summary.json")) as f:

@@ -2,6 +2,8 @@ import math
 
 import keras
 from keras import ops
+from keras.src.backend import random_seed_dtype
+from keras.src.random.seed_generator import make_default_seed
 
 from keras_spactor.layers.generator_masked_lm_head import GeneratorMaskedLMHead
 from keras_spactor.layers.replaced_token_detection_head import (
@@ -192,8 +194,17 @@ class SpacTorT5(keras.Model):
             dtype=backbone.dtype_policy,
             name="rtd_head",
         )
-        self.seed_generator = keras.random.SeedGenerator(
-            seed, name="masking_seed"
+        # The masking/sampling stream is a weight of the model (not a
+        # `keras.random.SeedGenerator`, whose state Keras does not save), so
+        # a checkpoint resumes it exactly.
+        initial_seed = seed if seed is not None else make_default_seed()
+        self.masking_seed_state = self.add_weight(
+            name="masking_seed_state",
+            shape=(2,),
+            dtype=random_seed_dtype(),
+            initializer=keras.initializers.Constant([initial_seed, 0]),
+            trainable=False,
+            aggregation="none",
         )
         self.generator.build((None, None, backbone.hidden_dim))
         self.generator_head.build((None, None, self.generator_hidden_dim))
@@ -341,22 +352,24 @@ class SpacTorT5(keras.Model):
             return int(min(self.max_predictions, length))
         return max(1, min(length, math.ceil(self.mlm_probability * length)))
 
-    def _replica_seed(self):
-        """The seed of the next draw; under tf.distribute, one per replica.
+    def _next_seed(self):
+        """The seed of the next random draw (advances the stored stream).
 
-        Mirrored replicas share the seed generator's state, so without the
-        replica id every replica would draw the same masks and samples.
+        Under tf.distribute the replica id is folded in: mirrored replicas
+        share the state, and would otherwise draw the same masks and samples.
         """
-        if keras.backend.backend() != "tensorflow":
-            return self.seed_generator
-        import tensorflow as tf
+        seed = self.masking_seed_state.value * 1  # a copy, not the variable
+        self.masking_seed_state.assign(
+            seed + ops.convert_to_tensor([0, 1], dtype=seed.dtype)
+        )
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
 
-        replica = tf.distribute.get_replica_context()
-        if replica is None or replica.num_replicas_in_sync == 1:
-            return self.seed_generator
-        seed = self.seed_generator.next()
-        offset = tf.cast(replica.replica_id_in_sync_group, seed.dtype)
-        return _DrawnSeed(seed + tf.stack([offset, tf.zeros_like(offset)]))
+            replica = tf.distribute.get_replica_context()
+            if replica is not None and replica.num_replicas_in_sync > 1:
+                offset = tf.cast(replica.replica_id_in_sync_group, seed.dtype)
+                seed = seed + tf.stack([offset, tf.zeros_like(offset)])
+        return _DrawnSeed(seed)
 
     def generator_forward(self, token_ids, padding_mask, training=False):
         """Mask, run the generator and sample replacements.
@@ -370,7 +383,7 @@ class SpacTorT5(keras.Model):
             eligible,
             self.mlm_probability,
             self._num_predictions(token_ids.shape[1]),
-            seed=self._replica_seed(),
+            seed=self._next_seed(),
         )
         masked_ids, _ = generator_masking.replace_tokens(
             token_ids, positions, weights, self.mask_token_id
@@ -388,7 +401,7 @@ class SpacTorT5(keras.Model):
         samples = keras.random.categorical(
             ops.reshape(sample_logits, (-1, ops.shape(logits)[-1])),
             1,
-            seed=self._replica_seed(),
+            seed=self._next_seed(),
             dtype="int32",
         )
         samples = ops.reshape(samples, (batch, slots))
