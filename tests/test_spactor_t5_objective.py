@@ -101,3 +101,28 @@ def test_stage_two_losses_do_not_run_generator():
     for name in ("mlm_loss", "rtd_loss", "rtd_accuracy"):
         assert float(stats[name]) == 0.0
     assert float(stats["loss"]) == pytest.approx(float(stats["sc_loss"]))
+
+
+def test_default_generator_shares_the_backbone_head_geometry():
+    import keras_hub
+
+    import keras_spactor
+
+    # T5 v1.1 small-like: heads of 8 in a 32-wide model with 3 heads.
+    backbone = keras_hub.models.T5Backbone(
+        vocabulary_size=mh.EMBEDDING_ROWS,
+        num_layers=4,
+        num_heads=3,
+        hidden_dim=32,
+        intermediate_dim=64,
+        key_value_dim=8,
+        dropout=0.0,
+        tie_embedding_weights=False,
+    )
+    model = keras_spactor.SpacTorT5(
+        backbone, vocabulary_size=mh.VOCABULARY_SIZE
+    )
+    assert model.generator.num_layers == 1  # max(1, 4 // 4)
+    assert model.generator.key_value_dim == 8
+    query = model.generator.transformer_layers[0].self_attention.query_projector
+    assert tuple(query.kernel.shape) == (32, 24)

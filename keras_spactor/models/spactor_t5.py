@@ -170,10 +170,17 @@ class SpacTorT5(keras.Model):
         activation = keras.activations.serialize(backbone.activation)
         if isinstance(activation, dict):
             activation = activation.get("config", "gelu")
+        # Same width and heads as the backbone: same head geometry too
+        # (T5 v1.1 small has 6 heads of 64 in a 512-wide model, not 512 // 6).
+        same_heads = (
+            self.generator_hidden_dim == backbone.hidden_dim
+            and self.generator_num_heads == backbone.num_heads
+        )
         self.generator = SpacTorGenerator(
             num_layers=self.generator_num_layers,
             num_heads=self.generator_num_heads,
             hidden_dim=self.generator_hidden_dim,
+            key_value_dim=backbone.key_value_dim if same_heads else None,
             intermediate_dim=self.generator_intermediate_dim,
             embedding_dim=backbone.hidden_dim,
             activation=activation,
