@@ -66,12 +66,12 @@ class TrainingProgress(keras.callbacks.Callback):
                 self.hybrid_step_flops if hybrid else self.sc_step_flops
             )
             self.step += 1
-        if logs is not None:
-            logs["learning_rate"] = self._learning_rate()
-            logs["tokens_seen"] = float(self.step * self.tokens_per_step)
-            logs["train_flops"] = float(self.train_flops)
+        self._add_to(logs)
 
     def on_epoch_end(self, epoch, logs=None):
+        self._add_to(logs)
+
+    def _add_to(self, logs):
         if logs is not None:
             logs["learning_rate"] = self._learning_rate()
             logs["tokens_seen"] = float(self.step * self.tokens_per_step)
