@@ -6,13 +6,17 @@ import numpy as np
 import tensorflow as tf
 
 import keras_spactor
+from keras_spactor.models.t5x_initialization import (
+    initialize_embeddings_like_t5x,
+)
 
 VOCABULARY_SIZE = 200  # tokenizer pieces: sentinels are 100..199
 EMBEDDING_ROWS = 208  # row 200 is the mask id
 
 
-def tiny_backbone(num_layers=2, tie=False):
-    return keras_hub.models.T5Backbone(
+def tiny_backbone(num_layers=2, tie=False, reinitialize=True):
+    """A 2+2-layer, 32-wide T5; embeddings T5X-style unless told not to."""
+    backbone = keras_hub.models.T5Backbone(
         vocabulary_size=EMBEDDING_ROWS,
         num_layers=num_layers,
         num_heads=2,
@@ -22,6 +26,9 @@ def tiny_backbone(num_layers=2, tie=False):
         activation="gelu",
         tie_embedding_weights=tie,
     )
+    if reinitialize:
+        initialize_embeddings_like_t5x(backbone)
+    return backbone
 
 
 def tiny_model(seed=1, **kwargs):

@@ -126,3 +126,63 @@ def test_default_generator_shares_the_backbone_head_geometry():
     assert model.generator.key_value_dim == 8
     query = model.generator.transformer_layers[0].self_attention.query_projector
     assert tuple(query.kernel.shape) == (32, 24)
+
+
+def test_generator_never_samples_special_or_unused_ids():
+    """A generator that prefers sentinels, EOS, pad, the mask id and unused
+    rows still writes only ordinary pieces into the encoder input."""
+    model = mh.tiny_model()
+    x, _ = mh.span_corruption_like_batch(batch_size=8)
+    first_sentinel = mh.VOCABULARY_SIZE - model.num_sentinels
+    special = np.zeros((mh.EMBEDDING_ROWS,), bool)
+    special[first_sentinel:] = True  # sentinels and unused rows
+    special[[model.pad_token_id, model.eos_token_id, model.mask_token_id]] = 1
+    bias = np.where(special, 1e4, 0.0).astype("float32")
+    model.generator_head.bias.assign(bias)
+    ids = keras.ops.convert_to_tensor(x["encoder_token_ids"])
+    mask = keras.ops.convert_to_tensor(x["encoder_padding_mask"])
+    for _ in range(3):
+        out = model.generator_forward(ids, mask)
+        replaced = keras.ops.convert_to_numpy(out["replaced_token_ids"])
+        written = replaced[replaced != x["encoder_token_ids"]]
+        assert written.size > 0
+        assert not special[written].any(), written[special[written]]
+        # Sentinels, EOS and padding are exactly where they were.
+        kept = special[x["encoder_token_ids"]]
+        np.testing.assert_array_equal(
+            replaced[kept], x["encoder_token_ids"][kept]
+        )
+        # The MLM softmax has the same support: its loss stays finite and
+        # puts no probability on the special ids.
+        logits = keras.ops.convert_to_numpy(out["logits"])
+        probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+        probabilities /= probabilities.sum(-1, keepdims=True)
+        assert probabilities[..., special].max() < 1e-6
+
+
+def test_rtd_positions_and_mask_rate_are_validated_and_saved():
+    with pytest.raises(ValueError, match="rtd_positions"):
+        mh.tiny_model(rtd_positions="some")
+    with pytest.raises(ValueError, match="mask_replacement_rate"):
+        mh.tiny_model(mask_replacement_rate=0.0)
+    model = mh.tiny_model(rtd_positions="all", mask_replacement_rate=0.85)
+    config = model.get_config()
+    assert config["rtd_positions"] == "all"
+    assert config["mask_replacement_rate"] == 0.85
+
+
+def test_rtd_over_all_positions_adds_never_replaced_tokens():
+    """ELECTRA's choice: sentinels and EOS count as "original" too, so the
+    RTD loss is the eligible-only loss diluted by easy positions."""
+    x, y = mh.span_corruption_like_batch()
+    losses = {}
+    for positions in ("eligible", "all"):
+        model = mh.tiny_model(seed=4, rtd_positions=positions)
+        losses[positions] = model.compute_losses(x, y, hybrid=True)[1]
+    assert float(losses["all"]["rtd_loss"]) != pytest.approx(
+        float(losses["eligible"]["rtd_loss"]), rel=1e-3
+    )
+    # Same seed, same samples: the SC loss is unaffected by the choice.
+    assert float(losses["all"]["sc_loss"]) == pytest.approx(
+        float(losses["eligible"]["sc_loss"]), rel=1e-5
+    )

@@ -7,10 +7,12 @@ class GeneratorMaskedLMHead(keras.layers.Layer):
     """ELECTRA's generator head, tied to the T5 model's INPUT embedding.
 
     dense → activation → layer norm → logits against the input embedding
-    matrix (plus a bias). keras-hub's `MaskedLMHead` ties to
+    matrix, scaled by `embedding_dim**-0.5` (as T5's tied LM head scales
+    its input, so that logits start at std ~1 against an N(0, 1)
+    embedding), plus a bias. keras-hub's `MaskedLMHead` ties to
     `token_embedding(x, reverse=True)`, which for T5 v1.1's untied embeddings
     is the decoder's output matrix; ELECTRA ties the generator to the input
-    embedding, so the matrix is passed in explicitly (DESIGN.md §6).
+    embedding, so the matrix is passed in explicitly.
 
     The head is applied to the hidden states gathered at the masked positions
     only (`[batch, num_predictions, dim]`), never to every position.
@@ -67,6 +69,7 @@ class GeneratorMaskedLMHead(keras.layers.Layer):
     def call(self, hidden_states, embeddings):
         x = self.layer_norm(self.dense(hidden_states))
         embeddings = ops.cast(embeddings, x.dtype)
+        x = x * ops.cast(self.embedding_dim**-0.5, x.dtype)
         logits = ops.matmul(x, ops.transpose(embeddings))
         return logits + ops.cast(self.bias, logits.dtype)
 

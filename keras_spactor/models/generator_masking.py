@@ -4,31 +4,50 @@ import keras
 from keras import ops
 
 
-def replaceable_positions(
-    token_ids, padding_mask, first_sentinel_id, eos_token_id, pad_token_id
+def ordinary_token_ids(
+    num_rows, first_sentinel_id, eos_token_id, pad_token_id, mask_token_id
 ):
+    """Bool `[num_rows]`: the ids a generator may predict and sample.
+
+    Ordinary pieces only: not a sentinel (`>= first_sentinel_id`), not an
+    unused embedding row above the vocabulary, not EOS, padding or the mask
+    id. A sampled sentinel would duplicate one already in the encoder input
+    and break span corruption's input/target alignment.
+
+    Args:
+        num_rows: int. Rows of the token embedding (width of the logits).
+        first_sentinel_id: int. Smallest sentinel id (`vocab - sentinels`).
+        eos_token_id: int.
+        pad_token_id: int.
+        mask_token_id: int.
+
+    Returns:
+        A bool tensor `[num_rows]`.
+    """
+    ids = ops.arange(num_rows, dtype="int32")
+    special = ops.logical_or(
+        ops.logical_or(ids == eos_token_id, ids == pad_token_id),
+        ids == mask_token_id,
+    )
+    return ops.logical_and(ids < first_sentinel_id, ops.logical_not(special))
+
+
+def replaceable_positions(token_ids, padding_mask, ordinary):
     """Positions that may be masked and are scored by RTD.
 
-    Everything but sentinels (`>= first_sentinel_id`), EOS and padding.
+    Non-padding positions that hold an ordinary piece (see
+    `ordinary_token_ids`): not a sentinel, EOS, padding or the mask id.
 
     Args:
         token_ids: int tensor `[batch, length]`, span-corrupted encoder input.
         padding_mask: bool/int tensor `[batch, length]`.
-        first_sentinel_id: int. Smallest sentinel id (`vocab - sentinels`).
-        eos_token_id: int.
-        pad_token_id: int.
+        ordinary: bool tensor `[num_rows]` from `ordinary_token_ids`.
 
     Returns:
         A bool tensor `[batch, length]`.
     """
     return ops.logical_and(
-        ops.logical_and(
-            ops.cast(padding_mask, "bool"), token_ids < first_sentinel_id
-        ),
-        ops.logical_and(
-            ops.not_equal(token_ids, eos_token_id),
-            ops.not_equal(token_ids, pad_token_id),
-        ),
+        ops.cast(padding_mask, "bool"), ops.take(ordinary, token_ids, axis=0)
     )
 
 

@@ -8,6 +8,9 @@ import keras_hub
 import numpy as np
 
 from keras_spactor.models import spactor_presets
+from keras_spactor.models.t5x_initialization import (
+    initialize_embeddings_like_t5x,
+)
 
 SPACTOR_CONFIG_FILE = "spactor.json"
 AUXILIARY_WEIGHTS_FILE = "spactor_auxiliary.weights.npz"
@@ -35,6 +38,9 @@ def _from_builtin(cls, name, vocabulary_size, tokenizer, dtype, **kwargs):
         dtype=dtype,
         **config,
     )
+    # keras-hub starts token embeddings at mean 1.0: re-draw them (random
+    # weights only; checkpoints below are loaded as they are).
+    initialize_embeddings_like_t5x(backbone)
     return cls(
         backbone,
         vocabulary_size=vocabulary_size,

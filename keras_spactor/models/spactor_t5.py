@@ -91,12 +91,21 @@ class SpacTorT5(keras.Model):
         generator_num_heads: int. Defaults to the backbone's.
         generator_intermediate_dim: int. Defaults to the backbone's.
         mlm_probability: float. Fraction of maskable positions masked.
+        mask_replacement_rate: float. Fraction of the selected positions
+            that the generator sees as `mask_token_id`; the others keep
+            their original token (it still predicts, and samples at, all
+            of them). 1.0 (default) masks all; ELECTRA uses 0.85.
         max_predictions: int. Static number of masked slots per example.
             Defaults to `ceil(mlm_probability * encoder_length)`.
         sampling_temperature: float. Temperature of the generator samples.
         mlm_loss_weight: float. `lambda_mlm` (default 1.0, ELECTRA's).
         rtd_loss_weight: float. `lambda_rtd` (default 50.0, ELECTRA's; the
             paper's exact value could not be confirmed from public copies).
+        rtd_positions: `"eligible"` (default): the RTD loss averages over
+            the positions that could have been replaced (ordinary pieces:
+            not sentinel, EOS, padding or the mask id). `"all"`: over every
+            non-padding position, as ELECTRA does (sentinels and EOS are
+            never replaced, so they add easy "original" labels).
         tau: int or None. First stage-2 optimizer step; `0` is plain span
             corruption, `None` is hybrid throughout.
         seed: int. Seed of the masking and sampling randomness.
@@ -132,10 +141,12 @@ class SpacTorT5(keras.Model):
         generator_num_heads=None,
         generator_intermediate_dim=None,
         mlm_probability=0.15,
+        mask_replacement_rate=1.0,
         max_predictions=None,
         sampling_temperature=1.0,
         mlm_loss_weight=1.0,
         rtd_loss_weight=50.0,
+        rtd_positions="eligible",
         tau=None,
         seed=None,
         tokenizer=None,
@@ -159,10 +170,12 @@ class SpacTorT5(keras.Model):
             generator_intermediate_dim or backbone.intermediate_dim
         )
         self.mlm_probability = float(mlm_probability)
+        self.mask_replacement_rate = float(mask_replacement_rate)
         self.max_predictions = max_predictions
         self.sampling_temperature = float(sampling_temperature)
         self.mlm_loss_weight = float(mlm_loss_weight)
         self.rtd_loss_weight = float(rtd_loss_weight)
+        self.rtd_positions = rtd_positions
         self.seed = seed
         self.tokenizer = tokenizer
         self._validate_config()
@@ -270,6 +283,16 @@ class SpacTorT5(keras.Model):
             raise ValueError(
                 f"mlm_probability={self.mlm_probability} must be in (0, 1)."
             )
+        if not 0.0 < self.mask_replacement_rate <= 1.0:
+            raise ValueError(
+                f"mask_replacement_rate={self.mask_replacement_rate} must be "
+                "in (0, 1]."
+            )
+        if self.rtd_positions not in ("eligible", "all"):
+            raise ValueError(
+                f"rtd_positions={self.rtd_positions!r} must be 'eligible' "
+                "or 'all'."
+            )
         if self.sampling_temperature <= 0:
             raise ValueError("sampling_temperature must be positive.")
         if self.tokenizer is not None:
@@ -344,14 +367,20 @@ class SpacTorT5(keras.Model):
             )
         return self.backbone.token_embedding(hidden_states, reverse=True)
 
-    def replaceable_mask(self, token_ids, padding_mask):
-        """Bool mask of positions that may be masked and are RTD-scored."""
-        return generator_masking.replaceable_positions(
-            token_ids,
-            padding_mask,
+    def ordinary_token_ids(self):
+        """Bool `[embedding rows]`: the ids the generator may predict."""
+        return generator_masking.ordinary_token_ids(
+            self.backbone.vocabulary_size,
             self.vocabulary_size - self.num_sentinels,
             self.eos_token_id,
             self.pad_token_id,
+            self.mask_token_id,
+        )
+
+    def replaceable_mask(self, token_ids, padding_mask):
+        """Bool mask of positions that may be masked."""
+        return generator_masking.replaceable_positions(
+            token_ids, padding_mask, self.ordinary_token_ids()
         )
 
     def _num_predictions(self, length):
@@ -392,8 +421,15 @@ class SpacTorT5(keras.Model):
             self._num_predictions(token_ids.shape[1]),
             seed=self._next_seed(),
         )
+        mask_weights = weights
+        if self.mask_replacement_rate < 1.0:
+            shown_as_mask = keras.random.uniform(
+                ops.shape(weights), seed=self._next_seed()
+            )
+            shown_as_mask = shown_as_mask < self.mask_replacement_rate
+            mask_weights = weights * ops.cast(shown_as_mask, weights.dtype)
         masked_ids, _ = generator_masking.replace_tokens(
-            token_ids, positions, weights, self.mask_token_id
+            token_ids, positions, mask_weights, self.mask_token_id
         )
         embeddings = self.backbone.token_embedding(masked_ids)
         hidden = self.generator(embeddings, padding_mask, training=training)
@@ -401,7 +437,11 @@ class SpacTorT5(keras.Model):
         logits = self.generator_head(
             hidden, self.backbone.token_embedding.embeddings
         )
-        logits = ops.cast(logits, "float32")
+        # Only ordinary pieces may be predicted or sampled (a sampled
+        # sentinel would break the span-corruption alignment).
+        logits = ops.where(
+            self.ordinary_token_ids(), ops.cast(logits, "float32"), -1e9
+        )
         # The sample carries no gradient (ELECTRA): G learns from L_MLM only.
         sample_logits = ops.stop_gradient(logits) / self.sampling_temperature
         batch, slots = ops.shape(positions)[0], ops.shape(positions)[1]
@@ -500,6 +540,8 @@ class SpacTorT5(keras.Model):
             )
             labels = ops.cast(generated["is_replaced"], "float32")
             rtd_weights = generated["eligible"]
+            if self.rtd_positions == "all":
+                rtd_weights = padding_mask
             stats["rtd_loss"] = _weighted_mean(
                 ops.binary_crossentropy(labels, rtd_logits, from_logits=True),
                 rtd_weights,
@@ -696,10 +738,12 @@ class SpacTorT5(keras.Model):
                 "generator_num_heads": self.generator_num_heads,
                 "generator_intermediate_dim": self.generator_intermediate_dim,
                 "mlm_probability": self.mlm_probability,
+                "mask_replacement_rate": self.mask_replacement_rate,
                 "max_predictions": self.max_predictions,
                 "sampling_temperature": self.sampling_temperature,
                 "mlm_loss_weight": self.mlm_loss_weight,
                 "rtd_loss_weight": self.rtd_loss_weight,
+                "rtd_positions": self.rtd_positions,
                 "tau": self._tau,
                 "seed": self.seed,
             }
