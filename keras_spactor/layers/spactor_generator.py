@@ -8,7 +8,8 @@ class SpacTorGenerator(keras.layers.Layer):
     """The small T5-style encoder that fills `[MASK]`ed tokens (ELECTRA's G).
 
     The generator does not own a token embedding: it reads the embedded
-    encoder inputs of the T5 model it trains with (the embedding is shared). It is a stack of keras-hub `T5TransformerLayer`s
+    encoder inputs of the T5 model it trains with (the embedding is
+    shared). It is a stack of keras-hub `T5TransformerLayer`s
     (relative attention bias in the first layer, as in T5) and a final
     `T5LayerNorm`. When `hidden_dim` differs from the embedding width,
     a dense projection maps the embeddings in (ELECTRA does the same for
