@@ -6,10 +6,26 @@ A forward pass costs 2 FLOPs per multiply-add; a training step is counted as
 """
 
 
-def _attention_layer(tokens, context, hidden_dim, inner_dim):
-    projections = 2 * tokens * 4 * hidden_dim * inner_dim
+def _attention_layer(
+    tokens, context, hidden_dim, inner_dim, context_tokens=None
+):
+    """FLOPs of one attention layer's forward pass.
+
+    Args:
+        tokens: int. Query tokens in the batch (Q and O projections).
+        context: int. Keys attended to per query (the key sequence length).
+        hidden_dim: int. Model width.
+        inner_dim: int. `num_heads * key_value_dim`.
+        context_tokens: int. Key/value tokens in the batch (K and V
+            projections). Defaults to `tokens` (self-attention); for
+            cross-attention, the encoder's tokens.
+    """
+    if context_tokens is None:
+        context_tokens = tokens
+    query_and_output = 2 * tokens * 2 * hidden_dim * inner_dim
+    key_and_value = 2 * context_tokens * 2 * hidden_dim * inner_dim
     scores_and_mix = 2 * 2 * tokens * context * inner_dim
-    return projections + scores_and_mix
+    return query_and_output + key_and_value + scores_and_mix
 
 
 def _feed_forward(tokens, hidden_dim, intermediate_dim, gated):
@@ -50,7 +66,14 @@ def train_step_flops(model, batch_size, inputs_length, targets_length, hybrid):
     )
     decoder = b.num_layers * (
         _attention_layer(dec_tokens, targets_length, b.hidden_dim, inner)
-        + _attention_layer(dec_tokens, inputs_length, b.hidden_dim, inner)
+        # Cross-attention: K and V project the encoder's output.
+        + _attention_layer(
+            dec_tokens,
+            inputs_length,
+            b.hidden_dim,
+            inner,
+            context_tokens=enc_tokens,
+        )
         + _feed_forward(dec_tokens, b.hidden_dim, b.intermediate_dim, gated)
     )
     lm_head = 2 * dec_tokens * b.hidden_dim * b.vocabulary_size
