@@ -321,7 +321,8 @@ T5_V1_1_SHAPES = {
 def test_builtin_preset_configs_match_t5_v1_1():
     presets = keras_spactor.SpacTorT5.presets
     assert set(presets) == set(spactor_presets.SPACTOR_PRESETS)
-    assert set(T5_V1_1_SHAPES) | {"spactor_t5_tiny"} == set(presets)
+    own = {"spactor_t5_tiny", "spactor_t5_mini"}
+    assert set(T5_V1_1_SHAPES) | own == set(presets)
     for name, shape in T5_V1_1_SHAPES.items():
         config = spactor_presets.SPACTOR_PRESETS[name]["backbone"]
         actual = (

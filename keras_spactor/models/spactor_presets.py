@@ -1,8 +1,8 @@
 """SpacTor-T5 architectures, randomly initialised for pre-training.
 
 T5 v1.1 shapes (gated-GELU, untied embeddings, no dropout), from the T5 v1.1
-checkpoints' configs; `tiny` is this project's own size for tests and the
-offline demo.
+checkpoints' configs; `tiny` and `mini` are this project's own sizes (tests
+and the offline demo; pre-training experiments on a CPU).
 """
 
 T5_V1_1 = {
@@ -19,6 +19,17 @@ T5_VOCABULARY_SIZE = 32100
 T5_EMBEDDING_ROWS = 32128
 
 SPACTOR_PRESETS = {
+    "spactor_t5_mini": {
+        "description": "4+4 layers, width 128: pre-training experiments "
+        "that finish on a laptop CPU.",
+        "backbone": {
+            "num_layers": 4,
+            "num_heads": 4,
+            "hidden_dim": 128,
+            "intermediate_dim": 256,
+            "key_value_dim": 32,
+        },
+    },
     "spactor_t5_tiny": {
         "description": "4+4 layers, width 256: tests and the offline demo.",
         "backbone": {

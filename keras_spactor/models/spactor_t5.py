@@ -119,6 +119,8 @@ class SpacTorT5(keras.Model):
         intermediate_dim=128, dropout=0.0, tie_embedding_weights=False,
         activation="gelu",
     )
+    # keras-hub starts token embeddings at mean 1.0; from_preset does this.
+    keras_spactor.models.initialize_embeddings_like_t5x(backbone)
     model = keras_spactor.SpacTorT5(backbone, vocabulary_size=1999)
     model.compile(optimizer="adamw")
     model.fit(
