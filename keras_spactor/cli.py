@@ -122,10 +122,12 @@ def build_parser():
         help="Continue the run in --output-dir from its last checkpoint.",
     )
 
+    from keras_spactor import finetune
+
     f = commands.add_parser(
         "finetune",
         help="Fine-tune a preset on a labelled TSV with keras-hub's "
-        "T5Seq2SeqLM and report validation accuracy.",
+        "T5Seq2SeqLM and report rank-classification accuracy.",
     )
     f.add_argument(
         "--preset", required=True, help="T5 preset dir (runs/x/preset)."
@@ -133,11 +135,58 @@ def build_parser():
     f.add_argument("--train", required=True, help="label<TAB>text TSV.")
     f.add_argument("--validation", required=True, help="label<TAB>text TSV.")
     f.add_argument("--output-dir", required=True)
-    f.add_argument("--epochs", type=_positive_int, default=1)
-    f.add_argument("--batch-size", type=_positive_int, default=16)
-    f.add_argument("--learning-rate", type=float, default=1e-3)
+    f.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=None,
+        help=f"Optimizer steps (default {finetune.DEFAULT_STEPS}; wins over "
+        "--epochs).",
+    )
+    f.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        help="Passes over --train, when --steps is not given.",
+    )
+    f.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=None,
+        help="Linear learning-rate warmup (default: a tenth of the steps).",
+    )
+    f.add_argument(
+        "--batch-size", type=_positive_int, default=finetune.DEFAULT_BATCH_SIZE
+    )
+    f.add_argument(
+        "--learning-rate",
+        type=float,
+        default=finetune.DEFAULT_LEARNING_RATE,
+        help="AdamW's rate after warmup.",
+    )
+    f.add_argument(
+        "--dropout",
+        type=float,
+        default=finetune.DEFAULT_DROPOUT,
+        help="The backbone's dropout while fine-tuning.",
+    )
+    f.add_argument(
+        "--scoring",
+        choices=finetune.SCORINGS,
+        default=finetune.DEFAULT_SCORING,
+        help="Rank labels by their summed or per-token (mean) log-likelihood.",
+    )
+    f.add_argument(
+        "--generate",
+        action="store_true",
+        help="Also report greedy exact-match accuracy (slow).",
+    )
     f.add_argument("--encoder-length", type=_positive_int, default=64)
-    f.add_argument("--decoder-length", type=_positive_int, default=8)
+    f.add_argument(
+        "--decoder-length",
+        type=_positive_int,
+        default=None,
+        help="Default: the longest label + EOS.",
+    )
     f.add_argument("--max-train-examples", type=_positive_int, default=None)
     f.add_argument(
         "--max-validation-examples", type=_positive_int, default=None
@@ -356,6 +405,10 @@ def run_finetune(args):
         fail(f"preset directory {args.preset!r} does not exist")
     if os.path.exists(args.output_dir) and os.listdir(args.output_dir):
         fail(f"{args.output_dir} already holds results; choose another")
+    if args.learning_rate <= 0:
+        fail(f"--learning-rate must be positive, got {args.learning_rate}")
+    if not 0 <= args.dropout < 1:
+        fail(f"--dropout must be in [0, 1), got {args.dropout}")
     try:
         # Read and check both files before any model is loaded.
         train_labels, _ = finetune.read_labelled_tsv(
@@ -367,14 +420,26 @@ def run_finetune(args):
         finetune.check_labels(train_labels, validation_labels, args.validation)
     except (OSError, ValueError) as error:
         fail(str(error))
+    steps = finetune.training_steps(
+        args.steps, args.epochs, len(train_labels), args.batch_size
+    )
+    warmup_steps = args.warmup_steps
+    if warmup_steps is None:
+        warmup_steps = finetune.default_warmup_steps(steps)
+    if not 0 <= warmup_steps <= steps:
+        fail(f"--warmup-steps {warmup_steps} is not in [0, {steps} steps]")
     metrics = finetune.finetune(
         args.preset,
         args.train,
         args.validation,
         args.output_dir,
-        epochs=args.epochs,
+        steps=steps,
+        warmup_steps=warmup_steps,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        dropout=args.dropout,
+        scoring=args.scoring,
+        generate=args.generate,
         encoder_length=args.encoder_length,
         decoder_length=args.decoder_length,
         max_train_examples=args.max_train_examples,

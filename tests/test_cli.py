@@ -144,6 +144,16 @@ def test_finetune_bad_inputs_fail_before_work(tmp_path, capsys):
         "No such labelled TSV file",
         capsys,
     )
+    both = base + ["--train", str(good), "--validation", str(good)]
+    _fails_with(
+        both + ["--steps", "10", "--warmup-steps", "11"],
+        "--warmup-steps 11 is not in [0, 10 steps]",
+        capsys,
+    )
+    _fails_with(
+        both + ["--learning-rate", "0"], "must be positive, got 0.0", capsys
+    )
+    _fails_with(both + ["--scoring", "max"], "invalid choice: 'max'", capsys)
     missing = ["finetune", "--preset", str(tmp_path / "none")]
     _fails_with(
         missing
@@ -181,30 +191,55 @@ def test_pretrain_then_finetune_on_sst2(tmp_path):
             "--output-dir", out,
             "--max-train-examples", "64",
             "--max-validation-examples", "16",
-            "--epochs", "3",
+            "--steps", "12",
             "--batch-size", "16",
             "--encoder-length", "32",
-            "--decoder-length", "4",
+            "--scoring", "summed",
+            "--generate",
         ]
     )  # fmt: skip
     with open(os.path.join(out, "metrics.json")) as f:
         metrics = json.load(f)
     assert metrics["labels"] == ["negative", "positive"]
-    assert metrics["validation_examples"] == 16
-    losses = metrics["train_loss_per_epoch"]
-    assert losses[-1] < losses[0]
-    # The reported accuracy is the exact match of the saved model's output.
-    lm = keras_hub.models.T5Seq2SeqLM.from_preset(os.path.join(out, "preset"))
-    lm.preprocessor.encoder_sequence_length = 32
-    lm.preprocessor.decoder_sequence_length = 4
-    lm.compile(sampler="greedy")
+    assert metrics["evaluation_examples"] == 16
+    assert metrics["steps"] == 12
+    assert metrics["warmup_steps"] == 1
+    assert metrics["scoring"] == "summed"
+    curve = metrics["train_loss_curve"]
+    assert len(curve) == 10
+    assert curve[-1] < curve[0]
     from keras_spactor.finetune import read_labelled_tsv
 
     labels, texts = read_labelled_tsv(
         os.path.join(shared, "sst2.validation.tsv"), 16
     )
+    counts = {c: labels.count(c) for c in ("negative", "positive")}
+    assert metrics["evaluation_label_counts"] == counts
+    assert metrics["majority_accuracy"] == max(counts.values()) / 16
+    assert sum(metrics["prediction_counts"].values()) == 16
+
+    # Both accuracies are those of the saved model: the summed
+    # log-likelihood of each label (tokens + EOS) from its logits, and
+    # greedy generation.
+    lm = keras_hub.models.T5Seq2SeqLM.from_preset(os.path.join(out, "preset"))
+    tokenizer = lm.preprocessor.tokenizer
+    lm.preprocessor.encoder_sequence_length = 32
+    lm.preprocessor.decoder_sequence_length = 5  # `positive` + EOS
+    scores = []
+    for label in ("negative", "positive"):
+        x, y, mask = lm.preprocessor(
+            {"encoder_text": texts, "decoder_text": [label] * 16}
+        )
+        assert int(np.sum(mask[0])) == len(tokenizer.tokenize(label)) + 1
+        logits = keras.ops.convert_to_numpy(lm(x)).astype("float64")
+        log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        picked = np.take_along_axis(log_probs, np.asarray(y)[..., None], -1)
+        scores.append((picked[..., 0] * np.asarray(mask)).sum(-1))
+    predicted = np.where(scores[1] > scores[0], "positive", "negative")
+    assert metrics["accuracy"] == pytest.approx(np.mean(predicted == labels))
+    lm.compile(sampler="greedy")
     generated = lm.generate(
-        {"encoder_text": texts, "decoder_text": [""] * 16}, max_length=4
+        {"encoder_text": texts, "decoder_text": [""] * 16}, max_length=5
     )
     hits = np.mean([g.strip() == t for g, t in zip(generated, labels)])
-    assert metrics["accuracy"] == pytest.approx(hits)
+    assert metrics["exact_match_accuracy"] == pytest.approx(hits)
