@@ -272,3 +272,39 @@ def test_loss_curve_averages_stretches_of_the_run():
         running_mean = np.mean(losses[: batch + 1])
         curve.on_train_batch_end(batch, {"loss": running_mean})
     np.testing.assert_allclose(curve.curve, [3.0, 3.0])  # (4+2+3)/3, (1+5)/2
+
+
+def test_generation_survives_ids_past_the_tokenizer(tokenizer):
+    """A padded embedding's spare rows decode as <unk>, not as a crash."""
+    from keras_spactor.finetune import generate_labels
+
+    pieces = tokenizer.vocabulary_size()
+    backbone = keras_hub.models.T5Backbone(
+        vocabulary_size=pieces + 8,  # spare rows, as T5's 32,128 for 32,100
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        dropout=0.0,
+        tie_embedding_weights=False,
+    )
+    preprocessor = keras_hub.models.T5Seq2SeqLMPreprocessor(
+        tokenizer, encoder_sequence_length=8, decoder_sequence_length=4
+    )
+    lm = keras_hub.models.T5Seq2SeqLM(backbone, preprocessor=preprocessor)
+    lm.compile(sampler="greedy")
+    # Make a spare row the certain next token.
+    output = keras.ops.convert_to_numpy(
+        backbone.token_embedding.reverse_embeddings
+    ).copy()
+    output[:] = 0.0
+    output[:, pieces + 3] = 100.0
+    backbone.token_embedding.reverse_embeddings.assign(output)
+    generated = generate_labels(lm, ["the cat sat", "a dog"], max_length=4)
+    assert len(generated) == 2
+    unknown = tokenizer.id_to_token(tokenizer.token_to_id("<unk>"))
+    for text in generated:
+        assert text.strip(), generated
+        assert "cat" not in text
+        assert set(text.split()) <= {unknown, "⁇"}, generated
+    assert lm.preprocessor is preprocessor  # restored

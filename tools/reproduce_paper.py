@@ -1,19 +1,22 @@
-"""The paper's claim at small scale: SpacTor vs plain span corruption.
+"""The paper's claim at small scale: does pre-training help, and SpacTor vs SC.
 
-For each seed, pre-trains (a) span corruption (tau=0) and (b) SpacTor with
-each requested tau for N steps on a real corpus, keeping presets at N/2 and
-N; fine-tunes every preset on SST-2 and TREC with the `finetune` command's
-code; and reports validation SC loss, downstream accuracy, steps and
-training FLOPs in one table (Markdown + JSON), plus PNG plots against steps
-and against FLOPs. The paper's claim (Ye et al., 2024): SpacTor at N/2 steps
-matches SC at N steps downstream.
+For each seed: a randomly initialised model (the baseline every pre-trained
+arm must beat), span corruption (tau=0) and SpacTor (each requested tau),
+pre-trained for N steps with presets kept at N/2 and N. Every preset is
+fine-tuned on SST-2 and TREC with the `finetune` command's code and scored
+by rank classification. The report (Markdown + JSON + PNG) has mean and std
+over seeds, paired differences per seed (pre-trained - random init, SpacTor
+- SC) with their standard errors, validation SC loss on the held-out corpus
+split, and accuracy against steps and against training FLOPs. The paper's
+claim (Ye et al., 2024): SpacTor at N/2 steps matches SC at N steps.
 
-    KERAS_BACKEND=jax python tools/reproduce_paper.py            # ~1 hour
-    KERAS_BACKEND=jax python tools/reproduce_paper.py --quick    # minutes
-    KERAS_BACKEND=jax python tools/reproduce_paper.py --tau 100 400
+    KERAS_BACKEND=jax python tools/reproduce_paper.py   # --setting cpu90
+    KERAS_BACKEND=jax python tools/reproduce_paper.py --setting quick
 
-Results go to --output-dir (default runs/reproduce): results.json,
-results.md, loss_accuracy.png.
+Settings: `cpu90` (default) runs whole in at most 90 minutes on 2 CPU
+cores; `quick` is a smoke run of minutes. Any setting value can be
+overridden by its flag. Results go to --output-dir (default
+runs/reproduce): results.json, results.md, accuracy.png.
 """
 
 import argparse
@@ -27,68 +30,141 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(ROOT, "..", "shared", "data")
 sys.path.insert(0, ROOT)
 
+SETTINGS = {
+    "cpu90": {
+        "preset": "spactor_t5_mini",
+        "corpus": [
+            os.path.join(SHARED, "corpus-general"),
+            os.path.join(SHARED, "corpus"),
+        ],
+        "steps": 800,
+        "tau": [200],
+        "seeds": [0, 1, 2],
+        "batch_size": 32,
+        "inputs_length": 64,
+        "learning_rate": 2e-3,
+        "vocabulary_size": 4000,
+        "validation_batches": 20,
+        "finetune_examples": 2000,
+        "finetune_steps": 300,
+        "evaluation_examples": None,
+    },
+    # T5 v1.1 small shape, bf16, one GPU: both arms and the baseline in
+    # under 9 minutes on an H100 (tools/gpu_reproduce.sh). Sized by
+    # arithmetic, not yet run on a device.
+    "h100_small": {
+        "preset": "spactor_t5_small",
+        "corpus": [
+            os.path.join(SHARED, "corpus-general"),
+            os.path.join(SHARED, "corpus"),
+        ],
+        "steps": 2000,
+        "tau": [500],
+        "seeds": [0],
+        "batch_size": 64,
+        "inputs_length": 128,
+        "learning_rate": 1e-3,
+        "vocabulary_size": 8000,
+        "validation_batches": 20,
+        "finetune_examples": None,
+        "finetune_steps": 500,
+        "evaluation_examples": None,
+        "mixed_precision": True,
+    },
+    "quick": {
+        "preset": "spactor_t5_mini",
+        "corpus": [os.path.join(SHARED, "corpus-general")],
+        "steps": 8,
+        "tau": [2],
+        "seeds": [0],
+        "batch_size": 4,
+        "inputs_length": 64,
+        "learning_rate": 2e-3,
+        "vocabulary_size": 2000,
+        "validation_batches": 2,
+        "finetune_examples": 64,
+        "finetune_steps": 4,
+        "evaluation_examples": 32,
+    },
+}
+TASKS = {
+    "sst2": ("sst2.train.tsv", "sst2.validation.tsv"),
+    "trec": ("trec.train.tsv", "trec.test.tsv"),
+}
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--corpus", default=os.path.join(SHARED, "corpus"))
+    p.add_argument("--setting", choices=sorted(SETTINGS), default="cpu90")
+    p.add_argument(
+        "--corpus",
+        nargs="+",
+        help="Pre-training text: directories with *train* / *validation* "
+        "JSONL files.",
+    )
     p.add_argument("--downstream", default=os.path.join(SHARED, "downstream"))
-    p.add_argument("--preset", default="spactor_t5_tiny")
-    p.add_argument("--steps", type=int, default=400, help="N")
+    p.add_argument("--preset")
+    p.add_argument("--steps", type=int, help="N")
     p.add_argument(
         "--tau",
         type=int,
         nargs="+",
-        default=None,
-        help="SpacTor switch steps to compare (default N/4). tau=N is "
-        "hybrid throughout.",
+        help="SpacTor switch steps to compare. tau=N is hybrid throughout.",
     )
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--inputs-length", type=int, default=128)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--vocabulary-size", type=int, default=8000)
-    p.add_argument("--validation-batches", type=int, default=20)
-    p.add_argument("--finetune-examples", type=int, default=2000)
-    p.add_argument("--finetune-epochs", type=int, default=2)
-    p.add_argument("--evaluation-examples", type=int, default=None)
+    p.add_argument("--seeds", type=int, nargs="+")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--inputs-length", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--vocabulary-size", type=int)
+    p.add_argument("--validation-batches", type=int)
+    p.add_argument("--finetune-examples", type=int)
+    p.add_argument("--finetune-steps", type=int)
+    p.add_argument("--evaluation-examples", type=int)
+    p.add_argument(
+        "--mixed-precision",
+        action="store_const",
+        const=True,
+        help="bfloat16 compute (mixed_bfloat16), for accelerators.",
+    )
     p.add_argument("--output-dir", default=os.path.join("runs", "reproduce"))
-    p.add_argument("--quick", action="store_true", help="Minutes, not hours.")
     args = p.parse_args(argv)
-    if args.quick:
-        args.steps = 16
-        args.batch_size = 4
-        args.validation_batches = 2
-        args.finetune_examples = 64
-        args.finetune_epochs = 1
-        args.evaluation_examples = 32
-        args.vocabulary_size = 2000
-    if args.tau is None:
-        args.tau = [args.steps // 4]
+    setting = dict(SETTINGS[args.setting])
+    setting.setdefault("mixed_precision", False)
+    for key, value in setting.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     return args
 
 
 def corpus_vocabulary(args):
-    """Path of a SentencePiece model trained (once, cached) on the corpus."""
+    """A SentencePiece model trained (once, cached) on the corpus."""
+    from keras_spactor.data.sources import iter_documents
     from keras_spactor.data.vocabulary import default_cache_dir
     from keras_spactor.data.vocabulary import train_vocabulary
 
+    names = "_".join(os.path.basename(os.path.normpath(c)) for c in args.corpus)
     prefix = os.path.join(
-        default_cache_dir(), f"reproduce_{args.vocabulary_size}"
+        default_cache_dir(), f"reproduce_{names}_{args.vocabulary_size}"
     )
     if not os.path.exists(prefix + ".model"):
+        # The same number of documents from each corpus, at most 4,000.
+        per_corpus = 4000 // len(args.corpus)
+        documents = []
+        for corpus in args.corpus:
+            for i, text in enumerate(iter_documents(corpus, "train")):
+                if i >= per_corpus:
+                    break
+                documents.append(text)
         train_vocabulary(
-            os.path.join(args.corpus, "*train*.jsonl*"),
-            prefix,
-            vocabulary_size=args.vocabulary_size,
-            max_documents=4000,
+            documents, prefix, vocabulary_size=args.vocabulary_size
         )
     return prefix + ".model"
 
 
-def validation_sc_loss(model, tokenizer, args):
+def _validation_batches(tokenizer, args):
     from keras_spactor.data import pretraining_dataset
 
-    dataset = pretraining_dataset(
+    return pretraining_dataset(
         args.corpus,
         tokenizer,
         batch_size=args.batch_size,
@@ -98,27 +174,89 @@ def validation_sc_loss(model, tokenizer, args):
         shuffle_buffer=None,
         repeat=False,
     ).take(args.validation_batches)
-    return model.evaluate(dataset, verbose=0, return_dict=True)["sc_loss"]
 
 
-def pretrain(name, tau, seed, vocabulary, args, out):
-    """Train N steps; save presets at N/2 and N. Returns checkpoint rows."""
+def validation_metrics(model, tokenizer, args):
+    """SC loss on held-out text, and how alike the encoder's outputs are.
+
+    `encoder_token_cosine` is the mean cosine between each token's encoder
+    output and the mean output over the batch: near 0 when tokens keep
+    their identity, near 1 when the encoder maps everything to one
+    direction (a collapsed encoder that fine-tuning must first undo).
+    """
+    import numpy as np
+    from keras import ops
+
+    dataset = _validation_batches(tokenizer, args)
+    loss = model.evaluate(dataset, verbose=0, return_dict=True)["sc_loss"]
+    x, _ = next(iter(dataset.take(1)))[:2]
+    outputs = model.backbone(
+        {k: ops.convert_to_tensor(v.numpy()) for k, v in x.items()}
+    )
+    hidden = ops.convert_to_numpy(outputs["encoder_sequence_output"])
+    tokens = hidden[x["encoder_padding_mask"].numpy().astype(bool)]
+    tokens = tokens.astype("float64")
+    mean = tokens.mean(axis=0)
+    cosines = (
+        tokens
+        @ mean
+        / (np.linalg.norm(tokens, axis=1) * np.linalg.norm(mean) + 1e-12)
+    )
+    return {
+        "validation_sc_loss": loss,
+        "encoder_token_cosine": float(cosines.mean()),
+    }
+
+
+def _new_model(args, vocabulary, seed, tau):
     import keras
     import keras_hub
 
     import keras_spactor
-    from keras_spactor.data import pretraining_dataset
-    from keras_spactor.data import span_corruption_lengths
-    from keras_spactor.flops import train_step_flops
 
     # Seed first: on TF, set_random_seed clears the kernel caches, which
     # deletes the SentencePiece resource of a tokenizer made before it.
     keras.utils.set_random_seed(seed)
     tokenizer = keras_hub.models.T5Tokenizer(proto=vocabulary)
     model = keras_spactor.SpacTorT5.from_preset(
-        args.preset, tokenizer=tokenizer, seed=seed
+        args.preset, tokenizer=tokenizer, seed=seed, tau=tau
     )
-    model.compile(optimizer=keras.optimizers.AdamW(args.learning_rate))
+    return model, tokenizer
+
+
+def random_init(seed, vocabulary, args, out):
+    """The untrained model of this seed, saved as a preset."""
+    model, tokenizer = _new_model(args, vocabulary, seed, tau=0)
+    model.compile(optimizer="adamw")
+    preset = os.path.join(out, f"random_seed{seed}")
+    model.save_to_preset(preset)
+    return {
+        "objective": "random",
+        "tau": None,
+        "seed": seed,
+        "steps": 0,
+        "train_flops": 0,
+        "train_seconds": 0.0,
+        "preset": preset,
+        **validation_metrics(model, tokenizer, args),
+    }
+
+
+def pretrain(name, tau, seed, vocabulary, args, out):
+    """Train N steps; save presets at N/2 and N. Returns checkpoint rows."""
+    import keras
+
+    import keras_spactor
+    from keras_spactor.data import pretraining_dataset
+    from keras_spactor.data import span_corruption_lengths
+    from keras_spactor.flops import train_step_flops
+
+    model, tokenizer = _new_model(args, vocabulary, seed, tau)
+    # Linear decay to a tenth: the same schedule for every arm.
+    schedule = keras.optimizers.schedules.PolynomialDecay(
+        args.learning_rate, args.steps, args.learning_rate / 10
+    )
+    model.compile(optimizer=keras.optimizers.AdamW(schedule))
     dataset = pretraining_dataset(
         args.corpus,
         tokenizer,
@@ -136,9 +274,8 @@ def pretrain(name, tau, seed, vocabulary, args, out):
         train_step_flops(model, *shape, hybrid=True),
         train_step_flops(model, *shape, hybrid=False),
     )
-    half = args.steps // 2
     rows = []
-    for checkpoint in (half, args.steps):
+    for checkpoint in (args.steps // 2, args.steps):
         start = time.time()
         model.fit(
             # The stream is deterministic: skip what was consumed.
@@ -146,7 +283,7 @@ def pretrain(name, tau, seed, vocabulary, args, out):
             steps_per_epoch=checkpoint - progress.step,
             epochs=1,
             verbose=0,
-            callbacks=[keras_spactor.callbacks.TauScheduler(tau), progress],
+            callbacks=[progress],
         )
         preset = os.path.join(out, f"{name}_seed{seed}_step{checkpoint}")
         model.save_to_preset(preset)
@@ -157,11 +294,9 @@ def pretrain(name, tau, seed, vocabulary, args, out):
                 "seed": seed,
                 "steps": checkpoint,
                 "train_flops": progress.train_flops,
-                "validation_sc_loss": validation_sc_loss(
-                    model, tokenizer, args
-                ),
                 "train_seconds": round(time.time() - start, 1),
                 "preset": preset,
+                **validation_metrics(model, tokenizer, args),
             }
         )
         print(json.dumps(rows[-1]), flush=True)
@@ -169,101 +304,192 @@ def pretrain(name, tau, seed, vocabulary, args, out):
 
 
 def downstream(row, args, out):
+    """Fine-tune the row's preset on every task; add accuracies to it."""
     from keras_spactor.finetune import finetune
 
-    tasks = {
-        "sst2": ("sst2.train.tsv", "sst2.validation.tsv"),
-        "trec": ("trec.train.tsv", "trec.test.tsv"),
-    }
-    for task, (train, evaluation) in tasks.items():
+    for task, (train, evaluation) in TASKS.items():
+        name = f"{os.path.basename(row['preset'])}_{task}"
         metrics = finetune(
             row["preset"],
             os.path.join(args.downstream, train),
             os.path.join(args.downstream, evaluation),
-            os.path.join(
-                out, "finetune", f"{os.path.basename(row['preset'])}_{task}"
-            ),
-            epochs=args.finetune_epochs,
+            os.path.join(out, "finetune", name),
+            steps=args.finetune_steps,
             max_train_examples=args.finetune_examples,
             max_validation_examples=args.evaluation_examples,
             seed=row["seed"],
+            save_preset=False,
         )
         row[f"{task}_accuracy"] = metrics["accuracy"]
-        print(json.dumps(row), flush=True)
+        row[f"{task}_majority"] = metrics["majority_accuracy"]
+        row[f"{task}_examples"] = metrics["evaluation_examples"]
+    print(json.dumps(row), flush=True)
+
+
+METRICS = ["validation_sc_loss", "encoder_token_cosine"] + [
+    f"{t}_accuracy" for t in TASKS
+]
+
+
+def _arm(row):
+    if row["objective"] == "spactor":
+        return f"spactor tau={row['tau']}"
+    return row["objective"]
+
+
+def _mean_std(values):
+    if not values:
+        return None, None
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.mean(values), spread
 
 
 def summarize(rows):
-    """Mean and spread over seeds, per (objective, tau, steps)."""
+    """Mean and std over seeds, per (arm, steps)."""
     groups = {}
     for row in rows:
-        key = (row["objective"], row["tau"], row["steps"])
-        groups.setdefault(key, []).append(row)
+        groups.setdefault((_arm(row), row["steps"]), []).append(row)
     table = []
-    for (objective, tau, steps), group in sorted(groups.items()):
+    for (arm, steps), group in groups.items():
         entry = {
-            "objective": objective,
-            "tau": tau,
+            "arm": arm,
             "steps": steps,
             "seeds": len(group),
             "train_flops": group[0]["train_flops"],
         }
-        for metric in ("validation_sc_loss", "sst2_accuracy", "trec_accuracy"):
-            values = [r[metric] for r in group if metric in r]
-            entry[metric] = statistics.mean(values) if values else None
-            entry[metric + "_std"] = (
-                statistics.stdev(values) if len(values) > 1 else 0.0
-            )
+        for metric in METRICS:
+            values = [r[metric] for r in group if r.get(metric) is not None]
+            entry[metric], entry[metric + "_std"] = _mean_std(values)
         table.append(entry)
-    return table
+    return sorted(
+        table, key=lambda e: (e["arm"] != "random", e["arm"], e["steps"])
+    )
 
 
-def markdown(table):
+def paired_differences(rows, comparisons):
+    """Per-seed differences `a - b` for each `(a, b)` of (arm, steps) keys.
+
+    Returns entries with the mean difference, its standard error over seeds
+    (std / sqrt(seeds)) and `z` = mean / SE, per metric.
+    """
+    by_key = {(_arm(r), r["steps"], r["seed"]): r for r in rows}
+    seeds = sorted({r["seed"] for r in rows})
+    results = []
+    for a, b in comparisons:
+        entry = {"a": list(a), "b": list(b)}
+        for metric in METRICS:
+            differences = [
+                by_key[a + (s,)][metric] - by_key[b + (s,)][metric]
+                for s in seeds
+                if a + (s,) in by_key
+                and b + (s,) in by_key
+                and by_key[a + (s,)].get(metric) is not None
+                and by_key[b + (s,)].get(metric) is not None
+            ]
+            mean, spread = _mean_std(differences)
+            error = spread / len(differences) ** 0.5 if differences else None
+            entry[metric] = {
+                "differences": differences,
+                "mean": mean,
+                "standard_error": error,
+                "z": mean / error if error else None,
+            }
+        results.append(entry)
+    return results
+
+
+def comparisons(args):
+    half, full = args.steps // 2, args.steps
+    pairs = [(("sc", s), ("random", 0)) for s in (half, full)]
+    for tau in args.tau:
+        arm = f"spactor tau={tau}"
+        pairs += [((arm, s), ("random", 0)) for s in (half, full)]
+        pairs += [((arm, s), ("sc", s)) for s in (half, full)]
+        pairs.append(((arm, half), ("sc", full)))
+    return pairs
+
+
+def _cell(entry, metric, digits=3):
+    if entry.get(metric) is None:
+        return "n/a"
+    return f"{entry[metric]:.{digits}f} ± {entry[metric + '_std']:.{digits}f}"
+
+
+def markdown(table, differences, majority):
     lines = [
-        "| objective | tau | steps | train TFLOPs | val SC loss | SST-2 acc "
-        "| TREC acc | seeds |",
+        "| arm | steps | train TFLOPs | val SC loss | encoder cosine "
+        "| SST-2 acc | TREC acc | seeds |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for e in table:
+        lines.append(
+            f"| {e['arm']} | {e['steps']} | {e['train_flops'] / 1e12:.2f} | "
+            f"{_cell(e, 'validation_sc_loss')} | "
+            f"{_cell(e, 'encoder_token_cosine')} | "
+            f"{_cell(e, 'sst2_accuracy')} | {_cell(e, 'trec_accuracy')} | "
+            f"{e['seeds']} |"
+        )
+    lines.append(
+        "| majority class | | | | | "
+        + " | ".join(f"{majority.get(t, float('nan')):.3f}" for t in TASKS)
+        + " | |"
+    )
+    lines += [
+        "",
+        "Paired differences over seeds (a - b: mean ± standard error, z):",
+        "",
+        "| a | b | val SC loss | encoder cosine | SST-2 acc | TREC acc |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for d in differences:
 
-        def cell(metric, digits=3):
-            if e[metric] is None:
+        def cell(metric):
+            m = d[metric]
+            if m["mean"] is None:
                 return "n/a"
-            return f"{e[metric]:.{digits}f} ± {e[metric + '_std']:.{digits}f}"
+            z = f", z={m['z']:.1f}" if m["z"] is not None else ""
+            return f"{m['mean']:+.3f} ± {m['standard_error']:.3f}{z}"
 
         lines.append(
-            f"| {e['objective']} | {e['tau']} | {e['steps']} | "
-            f"{e['train_flops'] / 1e12:.1f} | {cell('validation_sc_loss')} | "
-            f"{cell('sst2_accuracy')} | {cell('trec_accuracy')} | "
-            f"{e['seeds']} |"
+            f"| {d['a'][0]} @ {d['a'][1]} | {d['b'][0]} @ {d['b'][1]} | "
+            + " | ".join(cell(m) for m in METRICS)
+            + " |"
         )
     return "\n".join(lines)
 
 
-def plot(table, path):
+def plot(table, majority, path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = ["validation_sc_loss", "sst2_accuracy", "trec_accuracy"]
-    figure, axes = plt.subplots(2, 3, figsize=(14, 7))
+    figure, axes = plt.subplots(2, len(METRICS), figsize=(18, 7))
+    random = next((e for e in table if e["arm"] == "random"), None)
     series = {}
     for e in table:
-        series.setdefault((e["objective"], e["tau"]), []).append(e)
-    for (objective, tau), entries in series.items():
-        label = objective if objective == "sc" else f"spactor tau={tau}"
-        for column, metric in enumerate(metrics):
-            ys = [e[metric] for e in entries]
-            errors = [e[metric + "_std"] for e in entries]
-            for row, x_key in enumerate(("steps", "train_flops")):
-                xs = [e[x_key] for e in entries]
-                axes[row][column].errorbar(
-                    xs, ys, yerr=errors, marker="o", label=label
+        if e["arm"] != "random":
+            series.setdefault(e["arm"], []).append(e)
+    for column, metric in enumerate(METRICS):
+        for row, x_key in enumerate(("steps", "train_flops")):
+            ax = axes[row][column]
+            for arm, entries in series.items():
+                ax.errorbar(
+                    [e[x_key] for e in entries],
+                    [e[metric] for e in entries],
+                    yerr=[e[metric + "_std"] for e in entries],
+                    marker="o",
+                    label=arm,
                 )
-                axes[row][column].set_xlabel(
-                    "steps" if x_key == "steps" else "training FLOPs"
+            if random is not None and random.get(metric) is not None:
+                ax.axhline(random[metric], color="gray", label="random init")
+            task = metric.replace("_accuracy", "")
+            if task in majority:
+                ax.axhline(
+                    majority[task], color="gray", ls=":", label="majority"
                 )
-                axes[row][column].set_ylabel(metric)
+            ax.set_xlabel("steps" if x_key == "steps" else "training FLOPs")
+            ax.set_ylabel(metric)
     axes[0][0].legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -271,29 +497,50 @@ def plot(table, path):
 
 def main(argv=None):
     args = parse_args(argv)
-    for path in (args.corpus, args.downstream):
+    for path in list(args.corpus) + [args.downstream]:
         if not os.path.isdir(path):
             raise SystemExit(f"reproduce_paper: {path} does not exist")
     os.makedirs(args.output_dir, exist_ok=True)
+    if args.mixed_precision:
+        import keras
+
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    start = time.time()
     vocabulary = corpus_vocabulary(args)
     rows = []
     for seed in args.seeds:
+        rows.append(random_init(seed, vocabulary, args, args.output_dir))
         rows += pretrain("sc", 0, seed, vocabulary, args, args.output_dir)
         for tau in args.tau:
             rows += pretrain(
                 "spactor", tau, seed, vocabulary, args, args.output_dir
             )
+    pretrain_minutes = (time.time() - start) / 60
     for row in rows:
         downstream(row, args, args.output_dir)
+    majority = {t: rows[0][f"{t}_majority"] for t in TASKS}
     table = summarize(rows)
+    differences = paired_differences(rows, comparisons(args))
+    minutes = (time.time() - start) / 60
     with open(os.path.join(args.output_dir, "results.json"), "w") as f:
         json.dump(
-            {"args": vars(args), "rows": rows, "table": table}, f, indent=2
+            {
+                "args": vars(args),
+                "rows": rows,
+                "table": table,
+                "paired_differences": differences,
+                "majority_accuracy": majority,
+                "minutes": {"pretraining": pretrain_minutes, "all": minutes},
+            },
+            f,
+            indent=2,
         )
-    text = markdown(table)
+    text = markdown(table, differences, majority)
+    text += f"\n\nWall time: {minutes:.1f} min ({pretrain_minutes:.1f} "
+    text += "pre-training)."
     with open(os.path.join(args.output_dir, "results.md"), "w") as f:
         f.write(text + "\n")
-    plot(table, os.path.join(args.output_dir, "loss_accuracy.png"))
+    plot(table, majority, os.path.join(args.output_dir, "accuracy.png"))
     print(text)
 
 

@@ -1,0 +1,78 @@
+"""The reproduction tool's statistics, against hand-computed values."""
+
+import importlib.util
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tool():
+    path = os.path.join(ROOT, "tools", "reproduce_paper.py")
+    spec = importlib.util.spec_from_file_location("reproduce_paper", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(objective, steps, seed, sst2, trec=0.5, loss=5.0, tau=None):
+    return {
+        "objective": objective,
+        "tau": tau,
+        "seed": seed,
+        "steps": steps,
+        "train_flops": steps * 10,
+        "validation_sc_loss": loss,
+        "sst2_accuracy": sst2,
+        "trec_accuracy": trec,
+    }
+
+
+def test_paired_differences_are_per_seed_with_standard_errors():
+    tool = _tool()
+    rows = [
+        _row("random", 0, 0, 0.60),
+        _row("random", 0, 1, 0.50),
+        _row("random", 0, 2, 0.55),
+        _row("sc", 10, 0, 0.70),
+        _row("sc", 10, 1, 0.62),
+        _row("sc", 10, 2, 0.58),
+    ]
+    (result,) = tool.paired_differences(rows, [(("sc", 10), ("random", 0))])
+    sst2 = result["sst2_accuracy"]
+    # Differences 0.10, 0.12, 0.03: mean 0.0833..., sample std 0.04726,
+    # SE = std / sqrt(3) = 0.02728.
+    assert sst2["differences"] == pytest.approx([0.10, 0.12, 0.03])
+    assert sst2["mean"] == pytest.approx(0.25 / 3)
+    assert sst2["standard_error"] == pytest.approx(0.027285, rel=1e-4)
+    assert sst2["z"] == pytest.approx((0.25 / 3) / 0.027285, rel=1e-4)
+    # A metric with no spread over seeds has no z.
+    assert result["trec_accuracy"]["mean"] == 0.0
+    assert result["trec_accuracy"]["z"] is None
+
+
+def test_summary_groups_seeds_and_names_spactor_arms_by_tau():
+    tool = _tool()
+    rows = [
+        _row("spactor", 10, 0, 0.7, tau=4),
+        _row("spactor", 10, 1, 0.5, tau=4),
+        _row("random", 0, 0, 0.5),
+    ]
+    table = tool.summarize(rows)
+    assert [e["arm"] for e in table] == ["random", "spactor tau=4"]
+    spactor = table[1]
+    assert spactor["seeds"] == 2
+    assert spactor["sst2_accuracy"] == pytest.approx(0.6)
+    assert spactor["sst2_accuracy_std"] == pytest.approx(0.02**0.5)
+
+
+def test_comparisons_cover_the_questions_asked():
+    tool = _tool()
+    args = tool.parse_args(["--steps", "100", "--tau", "25"])
+    pairs = tool.comparisons(args)
+    arm = "spactor tau=25"
+    assert (("sc", 100), ("random", 0)) in pairs
+    assert ((arm, 50), ("sc", 100)) in pairs  # the paper's claim
+    assert ((arm, 100), ("sc", 100)) in pairs
+    assert args.seeds == [0, 1, 2]  # the default setting has 3 seeds
