@@ -126,10 +126,11 @@ def test_tau_zero_equals_plain_span_corruption_with_keras_hub():
     x["encoder_padding_mask"] = np.ones_like(x["encoder_padding_mask"])
     dataset = mh.repeated_dataset(x, y)
 
-    model = mh.tiny_model()
+    model = mh.tiny_model(tau=0)
     initial = [mh.numpy(v) for v in model.backbone.weights]
     # SGD: Adam's sign-like first steps would amplify float noise.
-    history = _fit(model, steps=4, tau=0, optimizer=keras.optimizers.SGD(0.1))
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    history = model.fit(dataset, steps_per_epoch=4, epochs=1, verbose=0)
 
     keras.utils.set_random_seed(1)
     backbone = mh.tiny_backbone()
@@ -141,6 +142,8 @@ def test_tau_zero_equals_plain_span_corruption_with_keras_hub():
     )
     losses = []
     for _ in range(4):
+        # train_on_batch reports a running mean unless reset: per-step here.
+        reference.reset_metrics()
         logs = reference.train_on_batch(*next(iter(dataset)), return_dict=True)
         losses.append(logs["loss"])
     np.testing.assert_allclose(
@@ -169,10 +172,34 @@ def test_tiny_model_overfits_a_tiny_batch():
     h = history.history
     assert h["sc_loss"][-1] < 0.3 * first["sc_loss"]
     assert h["mlm_loss"][-1] < 0.6 * h["mlm_loss"][0]
-    # At this size RTD falls slowly (measured: 0.45 -> 0.40 in 150 steps).
-    assert h["rtd_loss"][-1] < 0.95 * h["rtd_loss"][0]
-    assert h["rtd_accuracy"][-1] > h["rtd_accuracy"][0]
     assert h["stage"][-1] == 1.0
+    # The RTD loss is no measure here: as the generator learns the
+    # pattern, fewer and more plausible tokens are replaced. What RTD must
+    # learn is to rank replaced tokens above original ones.
+    # (measured: 0.75-0.77 after training, 0.55 for a fresh model)
+    assert _rtd_ranking_auc(model, x) > 0.65
+
+
+def _rtd_ranking_auc(model, x, draws=8):
+    """P(a replaced token's RTD logit > an original token's), eligible
+    positions of `draws` fresh generator samples."""
+    ids = keras.ops.convert_to_tensor(x["encoder_token_ids"])
+    mask = keras.ops.convert_to_tensor(x["encoder_padding_mask"])
+    replaced_logits, original_logits = [], []
+    for _ in range(draws):
+        out = model.generator_forward(ids, mask)
+        encoded = model.backbone(
+            dict(x, encoder_token_ids=mh.numpy(out["replaced_token_ids"]))
+        )["encoder_sequence_output"]
+        logits = mh.numpy(model.rtd_head(encoded))
+        eligible = mh.numpy(out["eligible"])
+        labels = mh.numpy(out["is_replaced"])
+        replaced_logits += list(logits[eligible & labels])
+        original_logits += list(logits[eligible & ~labels])
+    assert replaced_logits and original_logits
+    replaced = np.asarray(replaced_logits)[:, None]
+    original = np.asarray(original_logits)[None, :]
+    return float(np.mean(replaced > original))
 
 
 def test_evaluate_reports_span_corruption_loss_and_accuracy():
