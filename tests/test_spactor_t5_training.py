@@ -56,30 +56,33 @@ def test_switch_lands_on_step_tau_and_freezes_generator():
 
 def test_steps_per_execution_does_not_move_the_switch():
     """An execution spanning tau switches inside the compiled step."""
-    results = []
-    for steps_per_execution in (1, 4):
+
+    def train(steps_per_execution, tau):
         model = mh.tiny_model()
         # SGD: with Adam, compile-order float noise in the first steps gets
         # amplified to lr-sized differences.
         _fit(
             model,
             steps=8,
-            tau=3,
+            tau=tau,
             steps_per_execution=steps_per_execution,
             optimizer=keras.optimizers.SGD(0.1),
         )
-        results.append(
-            (
-                mh.numpy_weights(model.backbone),
-                mh.numpy_weights(model.generator),
-            )
+        return mh.numpy_weights(model.backbone) + mh.numpy_weights(
+            model.generator
         )
-    (backbone_1, generator_1), (backbone_4, generator_4) = results
-    # One generator step more or less would differ by ~lr * grad >> 1e-6.
-    for a, b in zip(generator_1, generator_4):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    for a, b in zip(backbone_1, backbone_4):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+    def largest_difference(weights_a, weights_b):
+        return max(np.abs(a - b).max() for a, b in zip(weights_a, weights_b))
+
+    one_by_one = train(1, tau=3)
+    four_at_once = train(4, tau=3)
+    switched_one_step_later = train(1, tau=4)
+    # Float noise of another compiled graph (measured 3e-4 on TF, vs 2.2)
+    # against what one step more or less of stage 1 changes.
+    noise = largest_difference(one_by_one, four_at_once)
+    one_step = largest_difference(one_by_one, switched_one_step_later)
+    assert noise < 0.01 * one_step, (noise, one_step)
 
 
 def test_switch_survives_several_fits_and_a_checkpoint(tmp_path):
