@@ -371,6 +371,7 @@ def summarize(rows):
         for metric in METRICS:
             values = [r[metric] for r in group if r.get(metric) is not None]
             entry[metric], entry[metric + "_std"] = _mean_std(values)
+            entry[metric + "_n"] = len(values)
         table.append(entry)
     return sorted(
         table, key=lambda e: (e["arm"] != "random", e["arm"], e["steps"])
@@ -423,7 +424,10 @@ def comparisons(args):
 def _cell(entry, metric, digits=3):
     if entry.get(metric) is None:
         return "n/a"
-    return f"{entry[metric]:.{digits}f} ± {entry[metric + '_std']:.{digits}f}"
+    text = f"{entry[metric]:.{digits}f} ± {entry[metric + '_std']:.{digits}f}"
+    if entry.get(metric + "_n", entry["seeds"]) < entry["seeds"]:
+        text += f" (n={entry[metric + '_n']})"  # a run cut short
+    return text
 
 
 def markdown(table, differences, majority):
@@ -485,6 +489,7 @@ def plot(table, majority, path):
         for row, x_key in enumerate(("steps", "train_flops")):
             ax = axes[row][column]
             for arm, entries in series.items():
+                entries = [e for e in entries if e[metric] is not None]
                 ax.errorbar(
                     [e[x_key] for e in entries],
                     [e[metric] for e in entries],
