@@ -416,7 +416,10 @@ class SpacTorT5(keras.Model):
         label: differs from the original), `eligible`, `positions`,
         `weights`, `original_token_ids` and `logits` (at the masked slots).
         """
-        eligible = self.replaceable_mask(token_ids, padding_mask)
+        ordinary = self.ordinary_token_ids()
+        eligible = generator_masking.replaceable_positions(
+            token_ids, padding_mask, ordinary
+        )
         positions, weights = generator_masking.select_masked_positions(
             eligible,
             self.mlm_probability,
@@ -441,9 +444,7 @@ class SpacTorT5(keras.Model):
         )
         # Only ordinary pieces may be predicted or sampled (a sampled
         # sentinel would break the span-corruption alignment).
-        logits = ops.where(
-            self.ordinary_token_ids(), ops.cast(logits, "float32"), -1e9
-        )
+        logits = ops.where(ordinary, ops.cast(logits, "float32"), -1e9)
         # The sample carries no gradient (ELECTRA): G learns from L_MLM only.
         sample_logits = ops.stop_gradient(logits) / self.sampling_temperature
         batch, slots = ops.shape(positions)[0], ops.shape(positions)[1]
