@@ -379,10 +379,13 @@ class SpacTorT5(keras.Model):
             self.mask_token_id,
         )
 
-    def replaceable_mask(self, token_ids, padding_mask):
-        """Bool mask of positions that may be masked."""
+    def replaceable_mask(self, token_ids, padding_mask, ordinary=None):
+        """Bool mask of positions that may be masked (`ordinary`: the
+        table of `ordinary_token_ids`, if already built)."""
+        if ordinary is None:
+            ordinary = self.ordinary_token_ids()
         return generator_masking.replaceable_positions(
-            token_ids, padding_mask, self.ordinary_token_ids()
+            token_ids, padding_mask, ordinary
         )
 
     def _num_predictions(self, length):
@@ -417,9 +420,7 @@ class SpacTorT5(keras.Model):
         `weights`, `original_token_ids` and `logits` (at the masked slots).
         """
         ordinary = self.ordinary_token_ids()
-        eligible = generator_masking.replaceable_positions(
-            token_ids, padding_mask, ordinary
-        )
+        eligible = self.replaceable_mask(token_ids, padding_mask, ordinary)
         positions, weights = generator_masking.select_masked_positions(
             eligible,
             self.mlm_probability,
