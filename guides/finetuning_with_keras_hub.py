@@ -92,7 +92,9 @@ if SMALL:
         tie_embedding_weights=False,
     )
     # keras-hub starts token embeddings at mean 1.0 (from_preset fixes it).
-    keras_spactor.models.initialize_embeddings_like_t5x(backbone)
+    keras_spactor.models.initialize_embeddings_like_t5x(
+        backbone, vocabulary_size=tokenizer.vocabulary_size()
+    )
     pretrainer = keras_spactor.SpacTorT5(
         backbone,
         vocabulary_size=tokenizer.vocabulary_size(),

@@ -207,7 +207,9 @@ with strategy.scope():
             tie_embedding_weights=False,
         )
         # keras-hub starts token embeddings at mean 1.0 (from_preset fixes it).
-        keras_spactor.models.initialize_embeddings_like_t5x(backbone)
+        keras_spactor.models.initialize_embeddings_like_t5x(
+            backbone, vocabulary_size=tokenizer.vocabulary_size()
+        )
         model = keras_spactor.SpacTorT5(
             backbone,
             vocabulary_size=tokenizer.vocabulary_size(),

@@ -37,6 +37,30 @@ def test_fresh_preset_embeddings_are_t5x(fresh_tiny):
     assert outputs.std() == pytest.approx(256**-0.5, rel=0.03)
 
 
+def test_spare_output_rows_are_never_the_greedy_choice(fresh_tiny):
+    """Rows past the tokenizer's pieces start at zero: a fresh model's
+    greedy decoding emits only ids the tokenizer can decode (keras-hub's
+    `T5Seq2SeqLM.generate` fails on any other)."""
+    outputs = mh.numpy(fresh_tiny.backbone.token_embedding.reverse_embeddings)
+    assert outputs.shape[1] == 2048
+    np.testing.assert_array_equal(outputs[:, PIECES:], 0.0)
+    assert np.abs(outputs[:, :PIECES]).min(axis=0).max() > 0
+    rng = np.random.RandomState(0)
+    ids = rng.randint(3, PIECES, size=(8, 24)).astype("int32")
+    logits = mh.numpy(
+        fresh_tiny.backbone(
+            {
+                "encoder_token_ids": ids,
+                "encoder_padding_mask": np.ones_like(ids, bool),
+                "decoder_token_ids": ids[:, :12],
+                "decoder_padding_mask": np.ones((8, 12), bool),
+            }
+        )["decoder_sequence_output"]
+        @ outputs
+    )
+    assert logits.argmax(-1).max() < PIECES
+
+
 def test_keras_hub_other_initialisers_are_t5x_fan_in(fresh_tiny):
     """A check on the dependency: the weights we do not re-draw already
     follow Mesh TF / T5X (normal, fan-in; queries also / sqrt(d_kv))."""

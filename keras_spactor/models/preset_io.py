@@ -40,7 +40,7 @@ def _from_builtin(cls, name, vocabulary_size, tokenizer, dtype, **kwargs):
     )
     # keras-hub starts token embeddings at mean 1.0: re-draw them (random
     # weights only; checkpoints below are loaded as they are).
-    initialize_embeddings_like_t5x(backbone)
+    initialize_embeddings_like_t5x(backbone, vocabulary_size=vocabulary_size)
     return cls(
         backbone,
         vocabulary_size=vocabulary_size,

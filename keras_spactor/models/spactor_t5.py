@@ -120,7 +120,9 @@ class SpacTorT5(keras.Model):
         activation="gelu",
     )
     # keras-hub starts token embeddings at mean 1.0; from_preset does this.
-    keras_spactor.models.initialize_embeddings_like_t5x(backbone)
+    keras_spactor.models.initialize_embeddings_like_t5x(
+        backbone, vocabulary_size=1999
+    )
     model = keras_spactor.SpacTorT5(backbone, vocabulary_size=1999)
     model.compile(optimizer="adamw")
     model.fit(

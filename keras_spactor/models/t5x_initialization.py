@@ -10,6 +10,13 @@ an untied output embedding with fan-in scaling (std `hidden_dim**-0.5`);
 the tied head of T5 scales its input by `hidden_dim**-0.5` instead, which
 keras-hub's `T5Seq2SeqLM` already does.
 
+Rows of an untied output embedding past the tokenizer's pieces (T5 pads
+32,100 pieces to 32,128 rows) start at zero when `vocabulary_size` is given:
+their logits start at 0 while the largest of the real ones is well above,
+so greedy decoding of a barely trained model never picks an id the
+tokenizer cannot decode (keras-hub's `generate` fails on one), and training
+only pushes them further down, as they are never targets.
+
 The rest of keras-hub's T5 initialisers are already fan-in scaled (normal
 with std `inner_dim**-0.5` for attention projections, `hidden_dim**-0.5`
 and `intermediate_dim**-0.5` for the feed-forward), so only the embeddings
@@ -19,7 +26,7 @@ are re-drawn here.
 import keras
 
 
-def initialize_embeddings_like_t5x(backbone, seed=None):
+def initialize_embeddings_like_t5x(backbone, seed=None, vocabulary_size=None):
     """Re-draw a `T5Backbone`'s token embeddings the way T5X does.
 
     Call it on a freshly built (randomly initialised) backbone only; it
@@ -29,6 +36,8 @@ def initialize_embeddings_like_t5x(backbone, seed=None):
         backbone: a `keras_hub.models.T5Backbone`.
         seed: optional int, for the draws (default: Keras's global seed,
             which `keras.utils.set_random_seed` sets).
+        vocabulary_size: optional int, the tokenizer's pieces. Rows from
+            there on of an untied output embedding start at zero.
 
     Returns:
         The backbone.
@@ -39,7 +48,7 @@ def initialize_embeddings_like_t5x(backbone, seed=None):
         vocabulary_size=2048, num_layers=2, num_heads=4, hidden_dim=64,
         intermediate_dim=128, dropout=0.0, tie_embedding_weights=False,
     )
-    initialize_embeddings_like_t5x(backbone)
+    initialize_embeddings_like_t5x(backbone, vocabulary_size=2000)
     ```
     """
     embedding = backbone.token_embedding
@@ -47,7 +56,18 @@ def initialize_embeddings_like_t5x(backbone, seed=None):
     _redraw(embedding.embeddings, 1.0, seeds)
     if not backbone.tie_embedding_weights:
         _redraw(embedding.reverse_embeddings, backbone.hidden_dim**-0.5, seeds)
+        if vocabulary_size is not None:
+            _zero_spare_columns(embedding.reverse_embeddings, vocabulary_size)
     return backbone
+
+
+def _zero_spare_columns(reverse_embeddings, vocabulary_size):
+    # `reverse_embeddings` is (hidden_dim, rows): one column per token.
+    rows = reverse_embeddings.shape[-1]
+    keep = keras.ops.arange(rows) < vocabulary_size
+    current = keras.ops.convert_to_tensor(reverse_embeddings)
+    values = keras.ops.where(keep[None, :], current, 0.0)
+    reverse_embeddings.assign(keras.ops.cast(values, reverse_embeddings.dtype))
 
 
 def _redraw(variable, stddev, seeds):
