@@ -213,12 +213,12 @@ def check_arguments(args):
             )
     if isinstance(args.tau, int) and args.tau > args.steps:
         fail(f"--tau {args.tau} is larger than the run (--steps {args.steps})")
-    if not args.data.startswith(("builtin:", "tfds:")):
-        import glob
+    from keras_spactor.data.sources import check_source
 
-        for pattern in args.data.split(","):
-            if not glob.glob(pattern):
-                fail(f"data path {pattern!r} does not exist")
+    try:
+        check_source(args.data)
+    except (OSError, ValueError) as error:
+        fail(f"--data: {error}")
     if args.model_shards and args.distribution != "model":
         fail("--model-shards needs --distribution model")
     if args.distribution == "model":

@@ -60,7 +60,14 @@ def test_bad_arguments_fail_before_work(tmp_path, capsys):
     )
     _fails_with(
         ["pretrain", "--data", str(tmp_path / "x.jsonl"), "--output-dir", out],
-        "does not exist",
+        "x.jsonl' matched no file",
+        capsys,
+    )
+    (tmp_path / "a.jsonl").write_text('{"text": "one"}\n')
+    listed = f"{tmp_path / 'a.jsonl'},{tmp_path / 'b*.jsonl'}"
+    _fails_with(
+        ["pretrain", "--data", listed, "--output-dir", out],
+        "b*.jsonl' matched no file",
         capsys,
     )
     _fails_with(

@@ -1,11 +1,13 @@
 import gzip
 import json
+import re
 
 import pytest
 import tensorflow_datasets as tfds
 
 from keras_spactor.data.builtin_corpus import builtin_corpus_documents
 from keras_spactor.data.sources import DocumentStats
+from keras_spactor.data.sources import check_source
 from keras_spactor.data.sources import iter_documents
 from keras_spactor.data.sources import text_dataset
 
@@ -84,6 +86,39 @@ def test_missing_file_is_named(tmp_path):
         text_dataset(missing)
     with pytest.raises(FileNotFoundError, match=r"\*\.jsonl"):
         text_dataset(str(tmp_path / "*.jsonl"))
+
+
+def test_comma_separated_files(tmp_path):
+    _write_jsonl(tmp_path / "a.jsonl", ["one", "two"])
+    _write_jsonl(tmp_path / "b.jsonl.gz", ["three"], compress=True)
+    (tmp_path / "c.txt").write_text("four\n")
+    # The way `keras-spactor pretrain --data` passes it: one string.
+    spec = f"{tmp_path / 'a.jsonl'}, {tmp_path / '*.gz'},{tmp_path / 'c.txt'}"
+    check_source(spec)
+    assert _read(text_dataset(spec)) == ["one", "two", "three", "four"]
+    assert list(iter_documents(spec)) == ["one", "two", "three", "four"]
+    # A file whose own name has a comma is still one file.
+    _write_jsonl(tmp_path / "d,e.jsonl", ["five"])
+    assert _read(text_dataset(str(tmp_path / "d,e.jsonl"))) == ["five"]
+
+
+def test_comma_separated_checks_name_the_bad_part(tmp_path):
+    _write_jsonl(tmp_path / "a.jsonl", ["one"])
+    good = str(tmp_path / "a.jsonl")
+    for missing in ("nope.jsonl", "*.txt"):
+        spec = f"{good},{tmp_path / missing}"
+        with pytest.raises(FileNotFoundError, match=re.escape(missing)):
+            check_source(spec)
+        with pytest.raises(FileNotFoundError, match=re.escape(missing)):
+            text_dataset(spec)
+    with pytest.raises(ValueError, match="cannot be listed with others"):
+        check_source(f"builtin:python-docs,{good}")
+    with pytest.raises(ValueError, match="cannot be listed with others"):
+        text_dataset(f"{good},tfds:c4/en")
+    with pytest.raises(ValueError, match="Unknown builtin corpus"):
+        check_source("builtin:nope")
+    check_source("builtin:python-docs")
+    check_source("tfds:c4/en")  # left to TFDS, which may need the network
 
 
 def test_unknown_specs(tmp_path):

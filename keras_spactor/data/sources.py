@@ -5,10 +5,11 @@ A source is given as a spec:
 - `"builtin:python-docs"`: the embedded corpus (see `builtin_corpus.py`).
 - `"tfds:<name>"`, e.g. `"tfds:c4/en"`: a TensorFlow Datasets dataset read
   with `tfds.load(name, split=split)`; documents are its `"text"` feature.
-- a file path, a glob, a directory or a list of those. `.jsonl`,
-  `.jsonl.gz`, `.json.gz`: one JSON object per line with a `"text"` field.
-  `.txt`, `.txt.gz`: one document per line. For a directory, the files
-  whose name contains `split` (e.g. `docs.train.jsonl.gz`) are read.
+- a file path, a glob, a directory, or a list of those (as a Python list
+  or one comma-separated string). `.jsonl`, `.jsonl.gz`, `.json.gz`: one
+  JSON object per line with a `"text"` field. `.txt`, `.txt.gz`: one
+  document per line. For a directory, the files whose name contains
+  `split` (e.g. `docs.train.jsonl.gz`) are read.
 """
 
 import glob
@@ -83,17 +84,56 @@ def _has_suffix(path, suffixes):
     return path.lower().endswith(suffixes)
 
 
+def _kind(source):
+    """`"builtin"`, `"tfds"` or `"files"`; only files combine in a list."""
+    if not isinstance(source, str):
+        return "files"
+    parts = [part.strip() for part in source.split(",")]
+    for kind in ("builtin", "tfds"):
+        if any(part.startswith(f"{kind}:") for part in parts):
+            if len(parts) > 1:
+                raise ValueError(
+                    f"{source!r}: a `{kind}:` source cannot be listed with "
+                    "others; only files, globs and directories combine."
+                )
+            return kind
+    return "files"
+
+
+def _file_specs(source):
+    """The paths, globs and directories of a file source, as a list."""
+    if not isinstance(source, (str, os.PathLike)):
+        return [os.fspath(spec) for spec in source]
+    source = os.fspath(source)
+    # A comma-separated list, unless the whole string names a file.
+    if "," not in source or os.path.exists(source):
+        return [source]
+    return [spec.strip() for spec in source.split(",") if spec.strip()]
+
+
 def resolve_files(source, split="train"):
     """Expands a path, glob, directory or list of them into file paths.
+
+    Args:
+        source: a path, glob or directory, a list of those, or one string
+            of them separated by commas (`"a.jsonl,more/*.txt"`).
+        split: the split whose files a directory contributes.
+
+    Returns:
+        A list of file paths, in the order given (globs sorted).
 
     Raises:
         FileNotFoundError: naming the path or pattern that matched nothing.
         ValueError: for a file of an unknown format.
+
+    Example:
+    ```python
+    files = resolve_files("docs/a.jsonl.gz,extra/*.txt")
+    ```
     """
-    specs = [source] if isinstance(source, (str, os.PathLike)) else source
+    specs = _file_specs(source)
     files = []
     for spec in specs:
-        spec = os.fspath(spec)
         if os.path.isdir(spec):
             matched = sorted(
                 p
@@ -181,21 +221,27 @@ def iter_documents(source, split="train"):
         source: a source spec (see `text_dataset`).
         split: split name for `builtin:`, `tfds:` and directory sources.
     """
-    if isinstance(source, str) and source.startswith("builtin:"):
+    kind = _kind(source)
+    if kind == "builtin":
         yield from _builtin_documents(source, split)
-    elif isinstance(source, str) and source.startswith("tfds:"):
+    elif kind == "tfds":
         for text in _tfds_dataset(source, split).as_numpy_iterator():
             yield text.decode("utf-8", errors="replace")
     else:
         yield from iter_file_documents(resolve_files(source, split))
 
 
-def _builtin_documents(source, split):
+def _builtin_name(source):
     name = source[len("builtin:") :]
     if name != "python-docs":
         raise ValueError(
             f"Unknown builtin corpus {name!r}. Available: 'python-docs'."
         )
+    return name
+
+
+def _builtin_documents(source, split):
+    _builtin_name(source)
     return builtin_corpus_documents(split)
 
 
@@ -219,6 +265,34 @@ def _tfds_dataset(source, split):
     )
 
 
+def check_source(source, split="train"):
+    """Checks a source spec cheaply, before any long work starts.
+
+    `builtin:` names and files are checked (every file, glob and directory
+    must match a file of a known format); `tfds:` specs are left to TFDS,
+    which may need the network to tell.
+
+    Args:
+        source: a source spec (see `text_dataset`).
+        split: the split that will be read.
+
+    Raises:
+        FileNotFoundError: naming the path or pattern that matched nothing.
+        ValueError: for an unknown builtin corpus or file format, or a
+            `builtin:` or `tfds:` source in a list.
+
+    Example:
+    ```python
+    check_source("corpus/a.jsonl,corpus/b.jsonl")  # raises if one is absent
+    ```
+    """
+    kind = _kind(source)
+    if kind == "builtin":
+        _builtin_name(source)
+    elif kind == "files":
+        resolve_files(source, split)
+
+
 def text_dataset(source, split="train", stats=None, validate=None):
     """A `tf.data.Dataset` of the documents of a text source.
 
@@ -229,7 +303,8 @@ def text_dataset(source, split="train", stats=None, validate=None):
         source: a source spec: `"builtin:python-docs"`, `"tfds:<name>"`
             (e.g. `"tfds:c4/en"`), or a path, glob or directory of
             `.jsonl`, `.jsonl.gz`, `.json.gz`, `.txt` or `.txt.gz` files,
-            or a list of those.
+            or a list of those (a Python list or a comma-separated
+            string).
         split: `"train"` or `"validation"` for builtin, TFDS and directory
             sources; ignored for explicit files.
         stats: optional `DocumentStats` to count read and skipped documents.
@@ -255,12 +330,13 @@ def text_dataset(source, split="train", stats=None, validate=None):
     """
     stats = stats if stats is not None else DocumentStats()
     signature = tf.TensorSpec([], tf.string)
-    if isinstance(source, str) and source.startswith("builtin:"):
+    kind = _kind(source)
+    if kind == "builtin":
         documents = _builtin_documents(source, split)
         ds = tf.data.Dataset.from_tensor_slices(
             tf.constant(documents or [""], dtype=tf.string)
         ).take(len(documents))
-    elif isinstance(source, str) and source.startswith("tfds:"):
+    elif kind == "tfds":
         ds = _tfds_dataset(source, split)
     else:
         files = resolve_files(source, split)
