@@ -34,8 +34,15 @@ preset written by the guide *Pre-training T5 with SpacTor on a TPU*
 ## Setup
 """
 
+"""
+Install keras-spactor from its wheel (`python -m build --wheel` in a
+checkout; in Colab, upload the wheel first) or with
+`pip install "git+<the repository's URL>"`; `pip install -e .` in a
+checkout for development.
+"""
+
 """shell
-pip install -q -e .
+pip install -q keras_spactor-0.1.0-py3-none-any.whl
 """
 
 import os

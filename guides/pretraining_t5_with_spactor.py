@@ -43,23 +43,30 @@ shapes, T5's vocabulary and C4.
 """
 ## Setup
 
-Install keras-spactor from a checkout of its repository (it pulls in Keras
-3, keras-hub, TensorFlow, tensorflow-text and tensorflow-datasets).
+Install keras-spactor (it pulls in Keras 3, keras-hub, TensorFlow,
+tensorflow-text and tensorflow-datasets). Colab has no checkout: install
+the wheel (`python -m build --wheel` in a checkout writes it to `dist/`;
+upload it to the runtime), or straight from the repository with
+`pip install "git+<the repository's URL>"`. The package declares version
+ranges, so the jax and libtpu a Colab TPU runtime ships stay as they are.
+For development, `pip install -e .` in a checkout.
 """
 
 """shell
-pip install -q -e .
+pip install -q keras_spactor-0.1.0-py3-none-any.whl
 """
 
 """
-Pick the Keras backend before importing Keras. The TensorFlow backend runs
-on TPUs through `tf.distribute.TPUStrategy`; JAX works too (install the
-`[tpu]` extra for `jax[tpu]`).
+Pick the Keras backend before importing Keras. The default here is JAX,
+as on a Colab TPU runtime: JAX sees the TPU's cores as its devices and
+`keras.distribution` shards each batch over them. The TensorFlow backend
+with `tf.distribute.TPUStrategy` works too: set `KERAS_BACKEND=tensorflow`
+before running this guide.
 """
 
 import os
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import keras
 import keras_hub
@@ -106,35 +113,30 @@ print(f"inputs {INPUTS_LENGTH} tokens -> targets {TARGETS_LENGTH} tokens")
 """
 ## Connect to the TPU
 
-`TPUClusterResolver` finds the Colab (or Cloud) TPU; on a machine without
-one it raises, and we keep the default strategy, which runs on the local
-CPU or GPU. With the JAX backend, Keras places the computation on the TPU
-by itself; `keras.distribution.DataParallel` shards each batch over its
-cores.
+With JAX, Keras finds the TPU by itself: `keras.distribution.list_devices()`
+lists its cores (or the local CPU or GPU elsewhere), and
+`keras_spactor.distribution.data_parallel()` gives a `DataParallel`
+distribution that splits each batch over them (`model_parallel()` also
+shards the large kernels, for models that do not fit one core). Set it
+before building the model.
+
+With TensorFlow, `keras_spactor.distribution.tf_strategy()` connects to
+the TPU through `TPUClusterResolver` and returns a `TPUStrategy` (or the
+default strategy when there is no TPU); build and compile the model inside
+its scope.
 """
 
-
-def detect_tpu_strategy():
-    try:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-    except (ValueError, RuntimeError) as error:
-        print(f"No TPU ({error}); using the default strategy.")
-        return tf.distribute.get_strategy()
-    tf.config.experimental_connect_to_cluster(resolver)
-    tf.tpu.experimental.initialize_tpu_system(resolver)
-    print("TPU workers:", resolver.cluster_spec().as_dict())
-    return tf.distribute.TPUStrategy(resolver)
-
-
-if keras.backend.backend() == "tensorflow":
-    strategy = detect_tpu_strategy()
+if keras.backend.backend() == "jax":
+    devices = keras.distribution.list_devices()
+    print("Devices:", devices)
+    if len(devices) > 1:
+        distribution = keras_spactor.distribution.data_parallel()
+        keras_spactor.distribution.check_batch_size(distribution, BATCH_SIZE)
+        keras.distribution.set_distribution(distribution)
+    strategy = tf.distribute.get_strategy()  # a no-op scope with JAX
 else:
-    import jax
-
-    if len(jax.devices()) > 1:
-        keras.distribution.set_distribution(keras.distribution.DataParallel())
-    strategy = tf.distribute.get_strategy()  # a no-op scope
-print("Replicas:", strategy.num_replicas_in_sync)
+    strategy = keras_spactor.distribution.tf_strategy()
+    print("Replicas:", strategy.num_replicas_in_sync)
 
 """
 ## The vocabulary
@@ -185,7 +187,8 @@ print("target:", tokenizer.detokenize(y[0]))
 `SpacTorT5.from_preset` builds a randomly initialised T5 v1.1 shape
 (`spactor_t5_{tiny,small,base,large}`) with its generator (a quarter of the
 encoder's layers, sharing the token embedding) and the RTD head. Build and
-compile it inside the strategy's scope so its variables live on the TPU.
+compile it inside the strategy's scope (TensorFlow) so its variables live
+on the TPU; with JAX the distribution set above places them.
 
 The small run wraps an even smaller keras-hub `T5Backbone` (2+2 layers,
 width 64) in `SpacTorT5` directly, which is what `from_preset` does with

@@ -50,6 +50,15 @@ the guide plots those results instead.
 
 """
 ## Setup
+
+Install keras-spactor from its wheel (`python -m build --wheel` in a
+checkout; in Colab, upload the wheel first) or with
+`pip install "git+<the repository's URL>"`; `pip install -e .` in a
+checkout for development. The plots need matplotlib.
+"""
+
+"""shell
+pip install -q keras_spactor-0.1.0-py3-none-any.whl matplotlib
 """
 
 import json
