@@ -198,6 +198,7 @@ def test_majority_rate_and_label_counts_of_a_hand_made_tsv(tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_finetune_metrics_describe_its_predictions(preset, tmp_path):
     train = _write_tsv(
         tmp_path / "train.tsv",

@@ -54,6 +54,7 @@ def test_switch_lands_on_step_tau_and_freezes_generator():
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_steps_per_execution_does_not_move_the_switch():
     """An execution spanning tau switches inside the compiled step."""
 
@@ -85,6 +86,7 @@ def test_steps_per_execution_does_not_move_the_switch():
     assert noise < 0.01 * one_step, (noise, one_step)
 
 
+@pytest.mark.slow
 def test_switch_survives_several_fits_and_a_checkpoint(tmp_path):
     reference = mh.tiny_model()
     _fit(reference, steps=6, tau=4)
