@@ -2,9 +2,18 @@
 
 from keras_spactor import callbacks
 from keras_spactor import data
+from keras_spactor import distribution
 from keras_spactor import layers
+from keras_spactor import models
 from keras_spactor.models import SpacTorT5
 
 __version__ = "0.1.0"
 
-__all__ = ["SpacTorT5", "callbacks", "data", "layers"]
+__all__ = [
+    "SpacTorT5",
+    "callbacks",
+    "data",
+    "distribution",
+    "layers",
+    "models",
+]
