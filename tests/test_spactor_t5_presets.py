@@ -1,7 +1,9 @@
 """`SpacTorT5` presets: keras-hub compatibility, resuming, cross-backend."""
 
+import inspect
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -149,8 +151,10 @@ def plain_preset_dir(tmp_path_factory):
     return path
 
 
-def test_auxiliary_weights_of_another_generator_are_rejected(model, preset_dir):
-    other = keras_spactor.SpacTorT5(
+def test_auxiliary_weights_of_another_generator_are_rejected(
+    model, preset_dir, tmp_path
+):
+    deeper = keras_spactor.SpacTorT5(
         model.backbone,
         vocabulary_size=TOKENIZER_PIECES,
         mask_token_id=model.mask_token_id,
@@ -158,7 +162,15 @@ def test_auxiliary_weights_of_another_generator_are_rejected(model, preset_dir):
     )
     path = os.path.join(preset_dir, preset_io.AUXILIARY_WEIGHTS_FILE)
     with pytest.raises(ValueError, match="another generator"):
-        preset_io.load_auxiliary_weights(other, path)
+        preset_io.load_auxiliary_weights(deeper, path)
+    # The other way round Keras alone would load the first layer silently.
+    deeper_path = str(tmp_path / "deeper.weights.h5")
+    preset_io.save_auxiliary_weights(deeper, deeper_path)
+    before = mh.numpy_weights(model.generator)
+    with pytest.raises(ValueError, match="another generator"):
+        preset_io.load_auxiliary_weights(model, deeper_path)
+    for value, kept in zip(mh.numpy_weights(model.generator), before):
+        np.testing.assert_array_equal(value, kept)
 
 
 CROSS_BACKEND_SCRIPT = textwrap.dedent(
@@ -290,9 +302,9 @@ def test_builtin_preset_takes_mask_id_from_tokenizer(
         )
 
 
-def test_builtin_preset_with_maskless_tokenizer_uses_spare_row(
-    micro_builtin, data_tokenizer
-):
+@pytest.fixture(scope="module")
+def maskless_tokenizer(data_tokenizer):
+    """The default vocabulary with its `<mask>` piece renamed."""
     from sentencepiece import sentencepiece_model_pb2
 
     proto = sentencepiece_model_pb2.ModelProto()
@@ -302,6 +314,13 @@ def test_builtin_preset_with_maskless_tokenizer_uses_spare_row(
             piece.piece = "<not_a_mask>"
     tokenizer = keras_hub.models.T5Tokenizer(proto=proto.SerializeToString())
     assert "<mask>" not in tokenizer.get_vocabulary()
+    return tokenizer
+
+
+def test_builtin_preset_with_maskless_tokenizer_uses_spare_row(
+    micro_builtin, maskless_tokenizer
+):
+    tokenizer = maskless_tokenizer
     model = keras_spactor.SpacTorT5.from_preset(
         micro_builtin, tokenizer=tokenizer
     )
@@ -324,7 +343,7 @@ def test_builtin_preset_configs_match_t5_v1_1():
     own = {"spactor_t5_tiny", "spactor_t5_mini"}
     assert set(T5_V1_1_SHAPES) | own == set(presets)
     for name, shape in T5_V1_1_SHAPES.items():
-        config = spactor_presets.SPACTOR_PRESETS[name]["backbone"]
+        config = presets[name]["config"]
         actual = (
             config["hidden_dim"],
             config["intermediate_dim"],
@@ -356,3 +375,199 @@ def test_tiny_builtin_preset_with_t5_vocabulary():
     assert backbone.hidden_dim == 256
     assert model.generator_num_layers == 1
     assert len(model.generator.transformer_layers) == 1
+
+
+# ----------------------------------------------------------------------
+# keras-hub conventions: `load_weights`, `presets`, arguments inferred from
+# the tokenizer, task weights in a Keras `.weights.h5` file.
+
+
+def _assert_t5x_embeddings(backbone, pieces):
+    # keras-hub's own initialiser gives mean 1.0 (see t5x_initialization).
+    embedding = backbone.token_embedding
+    inputs = mh.numpy(embedding.embeddings)
+    assert abs(inputs.mean()) < 0.1
+    assert 0.8 < inputs.std() < 1.2
+    outputs = mh.numpy(embedding.reverse_embeddings)
+    assert np.all(outputs[:, pieces:] == 0.0)
+    assert np.all(np.any(outputs[:, :pieces] != 0.0, axis=0))
+
+
+def test_from_preset_without_weights_gives_random_architecture(
+    model, preset_dir, batch
+):
+    keras.utils.set_random_seed(8)
+    fresh = keras_spactor.SpacTorT5.from_preset(preset_dir, load_weights=False)
+    assert fresh.backbone.get_config() == model.backbone.get_config()
+    assert fresh.spactor_config() == model.spactor_config()
+    assert fresh.tokenizer.vocabulary_size() == TOKENIZER_PIECES
+    layers = [fresh.backbone] + fresh.auxiliary_layers
+    saved = [model.backbone] + model.auxiliary_layers
+    drawn = 0
+    for layer, saved_layer in zip(layers, saved):
+        fresh_values = mh.numpy_weights(layer)
+        saved_values = mh.numpy_weights(saved_layer)
+        assert len(fresh_values) == len(saved_values) > 0
+        for value, saved_value in zip(fresh_values, saved_values):
+            assert value.shape == saved_value.shape
+            # Layer norms start at ones, biases at zeros, in both.
+            if np.ptp(value) > 0:
+                drawn += 1
+                assert not np.array_equal(value, saved_value)
+    assert drawn >= 20
+    _assert_t5x_embeddings(fresh.backbone, TOKENIZER_PIECES)
+    assert not np.allclose(_outputs(fresh, batch), _outputs(model, batch))
+
+    loaded = keras_spactor.SpacTorT5.from_preset(preset_dir, load_weights=True)
+    _weights_equal(
+        [loaded.backbone] + loaded.auxiliary_layers,
+        [model.backbone] + model.auxiliary_layers,
+    )
+
+
+def test_builtin_presets_are_random_whatever_load_weights_says(
+    micro_builtin,
+):
+    models = [
+        keras_spactor.SpacTorT5.from_preset(
+            micro_builtin, load_weights=load_weights, vocabulary_size=200
+        )
+        for load_weights in (True, False)
+    ]
+    for built in models:
+        _assert_t5x_embeddings(built.backbone, 200)
+    a, b = (mh.numpy(m.backbone.token_embedding.embeddings) for m in models)
+    assert not np.array_equal(a, b)
+
+
+def _t5_v1_1_params(config):
+    """A T5 v1.1 backbone's parameters (untied, gated), counted by hand."""
+    width, rows = config["hidden_dim"], config["vocabulary_size"]
+    inner = config["num_heads"] * config["key_value_dim"]
+    attention = 4 * width * inner + width  # q, k, v, o; its layer norm
+    feed_forward = 3 * width * config["intermediate_dim"] + width
+    encoder_layer = attention + feed_forward
+    decoder_layer = 2 * attention + feed_forward  # self and cross
+    position_bias = 2 * 32 * config["num_heads"]  # first layer of each stack
+    return (
+        config["num_layers"] * (encoder_layer + decoder_layer)
+        + position_bias
+        + 2 * width  # final layer norms
+        + 2 * rows * width  # input and output embeddings
+    )
+
+
+def test_presets_have_keras_hub_layout_and_build_from_their_entry():
+    presets = keras_spactor.SpacTorT5.presets
+    assert sorted(presets) == sorted(spactor_presets.SPACTOR_PRESETS)
+    hub_entry = next(iter(keras_hub.models.T5Backbone.presets.values()))
+    arguments = inspect.signature(keras_hub.models.T5Backbone).parameters
+    for name, entry in presets.items():
+        metadata = entry["metadata"]
+        assert set(metadata) <= set(hub_entry["metadata"])
+        description = spactor_presets.SPACTOR_PRESETS[name]["description"]
+        assert metadata["description"] == description
+        assert isinstance(metadata["params"], int)
+        config = entry["config"]
+        assert set(config) <= set(arguments), name
+        assert config["vocabulary_size"] == spactor_presets.T5_EMBEDDING_ROWS
+        for key, value in spactor_presets.T5_V1_1.items():
+            assert config[key] == value, (name, key)
+        assert metadata["params"] == _t5_v1_1_params(config), name
+
+    # The smallest for real: its entry builds the backbone it describes
+    # (which checks the count by hand too), the one `from_preset` gives.
+    name = "spactor_t5_mini"
+    entry = presets[name]
+    backbone = keras_hub.models.T5Backbone(**entry["config"])
+    assert backbone.count_params() == entry["metadata"]["params"]
+    built = keras_spactor.SpacTorT5.from_preset(name).backbone.get_config()
+    for key, value in entry["config"].items():
+        assert built[key] == value, key
+
+
+def test_vocabulary_and_mask_id_come_from_the_tokenizer(
+    model, data_tokenizer, maskless_tokenizer
+):
+    backbone = model.backbone
+    assert backbone.vocabulary_size == 2048
+    inferred = keras_spactor.SpacTorT5(backbone, tokenizer=data_tokenizer)
+    assert inferred.vocabulary_size == TOKENIZER_PIECES
+    mask = data_tokenizer.get_vocabulary().index("<mask>")
+    assert mask < TOKENIZER_PIECES
+    assert inferred.mask_token_id == mask
+    # No `<mask>` piece: the first spare row.
+    spare = keras_spactor.SpacTorT5(backbone, tokenizer=maskless_tokenizer)
+    assert spare.mask_token_id == TOKENIZER_PIECES
+    # Explicit arguments win where they fit the tokenizer...
+    explicit = keras_spactor.SpacTorT5(
+        backbone, tokenizer=data_tokenizer, mask_token_id=TOKENIZER_PIECES
+    )
+    assert explicit.mask_token_id == TOKENIZER_PIECES
+    # ... and are an error where they contradict it.
+    with pytest.raises(ValueError, match="Leave vocabulary_size unset"):
+        keras_spactor.SpacTorT5(
+            backbone, tokenizer=data_tokenizer, vocabulary_size=1999
+        )
+    the = data_tokenizer.token_to_id("the")
+    with pytest.raises(ValueError, match="real token"):
+        keras_spactor.SpacTorT5(
+            backbone, tokenizer=data_tokenizer, mask_token_id=the
+        )
+
+
+def test_preset_keeps_task_weights_in_a_keras_weights_file(model, preset_dir):
+    files = set(os.listdir(preset_dir))
+    assert preset_io.AUXILIARY_WEIGHTS_FILE == "spactor_auxiliary.weights.h5"
+    assert preset_io.AUXILIARY_WEIGHTS_FILE in files
+    assert preset_io.LEGACY_AUXILIARY_WEIGHTS_FILE not in files
+    # Readable with Keras alone, by attribute path.
+    other = keras_spactor.SpacTorT5(
+        model.backbone, tokenizer=model.tokenizer, generator_num_layers=1
+    )
+    keras.saving.load_weights(
+        preset_io.AuxiliaryLayers(other),
+        os.path.join(preset_dir, preset_io.AUXILIARY_WEIGHTS_FILE),
+    )
+    _weights_equal(other.auxiliary_layers, model.auxiliary_layers)
+
+
+def test_preset_with_legacy_npz_auxiliary_weights_loads(
+    model, preset_dir, tmp_path
+):
+    legacy_dir = tmp_path / "legacy_preset"
+    shutil.copytree(preset_dir, legacy_dir)
+    os.remove(legacy_dir / preset_io.AUXILIARY_WEIGHTS_FILE)
+    # The layout earlier versions wrote: "layer name/index/variable name".
+    arrays = {
+        f"{layer.name}/{i}/{variable.name}": mh.numpy(variable)
+        for layer in model.auxiliary_layers
+        for i, variable in enumerate(layer.weights)
+    }
+    assert "rtd_head/0/kernel" in arrays
+    np.savez(legacy_dir / "spactor_auxiliary.weights.npz", **arrays)
+
+    restored = keras_spactor.SpacTorT5.from_preset(str(legacy_dir))
+    _weights_equal(restored.auxiliary_layers, model.auxiliary_layers)
+
+    del arrays["rtd_head/0/kernel"]
+    np.savez(legacy_dir / "spactor_auxiliary.weights.npz", **arrays)
+    with pytest.raises(ValueError, match="another generator"):
+        keras_spactor.SpacTorT5.from_preset(str(legacy_dir))
+
+
+def test_import_exposes_distribution():
+    code = (
+        "import keras_spactor; "
+        "print(keras_spactor.distribution.tf_strategy.__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-1] == "tf_strategy"

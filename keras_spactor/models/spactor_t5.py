@@ -5,6 +5,7 @@ from keras import ops
 from keras.src.backend import random_seed_dtype
 from keras.src.random.seed_generator import make_default_seed
 
+from keras_spactor.data import vocabulary as data_vocabulary
 from keras_spactor.layers.generator_masked_lm_head import GeneratorMaskedLMHead
 from keras_spactor.layers.replaced_token_detection_head import (
     ReplacedTokenDetectionHead,
@@ -75,14 +76,15 @@ class SpacTorT5(keras.Model):
     Args:
         backbone: a `keras_hub.models.T5Backbone`.
         vocabulary_size: int. The TOKENIZER's vocabulary size; sentinels
-            count down from `vocabulary_size - 1`. Defaults to the
-            backbone's `vocabulary_size` (T5's own vocabulary has 32,100
-            pieces in a 32,128-row embedding: pass 32100 there).
+            count down from `vocabulary_size - 1`. Defaults to
+            `tokenizer.vocabulary_size()`, else to the backbone's
+            `vocabulary_size` (T5's own vocabulary has 32,100 pieces in a
+            32,128-row embedding: pass 32100 there, or the tokenizer).
         num_sentinels: int. Number of sentinel ids at the top of the
             vocabulary; never masked, never scored by RTD.
         mask_token_id: int. Id written at masked positions. Defaults to
-            `vocabulary_size` when the embedding has a spare row (T5:
-            32100), else it must be given (a `<mask>` piece).
+            the tokenizer's `<mask>` piece if it has one, else to
+            `vocabulary_size`, the first spare embedding row (T5: 32100).
         eos_token_id: int. T5's `</s>` (1).
         pad_token_id: int. T5's `<pad>` (0).
         generator_num_layers: int. Defaults to
@@ -109,8 +111,10 @@ class SpacTorT5(keras.Model):
         tau: int or None. First stage-2 optimizer step; `0` is plain span
             corruption, `None` is hybrid throughout.
         seed: int. Seed of the masking and sampling randomness.
-        tokenizer: optional `keras_hub.models.T5Tokenizer`, checked against
-            the model's vocabulary and saved with `save_to_preset`.
+        tokenizer: optional `keras_hub.models.T5Tokenizer`. Gives the
+            defaults of `vocabulary_size` and `mask_token_id`; explicit
+            values that contradict it (another size, a mask id on a real
+            token) are an error. Saved with `save_to_preset`.
 
     Example:
     ```python
@@ -158,6 +162,11 @@ class SpacTorT5(keras.Model):
     ):
         super().__init__(**kwargs)
         self.backbone = backbone
+        if tokenizer is not None:
+            if vocabulary_size is None:
+                vocabulary_size = tokenizer.vocabulary_size()
+            if mask_token_id is None:
+                mask_token_id = data_vocabulary.mask_token_id(tokenizer)
         self.vocabulary_size = int(vocabulary_size or backbone.vocabulary_size)
         self.num_sentinels = int(num_sentinels)
         if mask_token_id is None:
@@ -308,7 +317,8 @@ class SpacTorT5(keras.Model):
             raise ValueError(
                 f"Tokenizer/model vocabulary mismatch: the tokenizer has "
                 f"{size} pieces but the model was configured for "
-                f"vocabulary_size={self.vocabulary_size}."
+                f"vocabulary_size={self.vocabulary_size}. Leave "
+                "vocabulary_size unset to take the tokenizer's."
             )
         if self.mask_token_id < size:
             piece = tokenizer.id_to_token(self.mask_token_id)
@@ -691,33 +701,57 @@ class SpacTorT5(keras.Model):
 
     @classmethod
     def from_preset(
-        cls, preset, vocabulary_size=None, tokenizer=None, dtype=None, **kwargs
+        cls,
+        preset,
+        load_weights=True,
+        *,
+        vocabulary_size=None,
+        tokenizer=None,
+        dtype=None,
+        **kwargs,
     ):
-        """Build a SpacTorT5, keras_nlp style.
+        """Build a SpacTorT5 from a preset, as keras-hub's tasks do.
 
         Args:
-            preset: one of `SpacTorT5.presets` (randomly initialised T5 v1.1
-                shapes for pre-training), a local preset directory written
-                by `save_to_preset` (resumes generator and heads too), or a
-                keras-hub T5 preset such as `"t5_1.1_base"` (downloads; to
-                continue pre-training with SpacTor).
+            preset: one of `SpacTorT5.presets` (a T5 v1.1 shape, always
+                randomly initialised, for pre-training), a local preset
+                directory written by `save_to_preset` (resumes generator
+                and heads too), or a keras-hub T5 preset such as
+                `"t5_1.1_base"` (downloads; to continue pre-training).
+            load_weights: bool. If `False`, a directory or keras-hub preset
+                gives its architecture with random weights (token
+                embeddings drawn as T5X does, like the built-in presets).
+                Built-in presets are random either way.
             vocabulary_size: int. Tokenizer vocabulary size (default: the
-                tokenizer's, else T5's 32,100).
-            tokenizer: a `keras_hub.models.T5Tokenizer`; its `<mask>` piece,
-                if any, becomes the mask id.
+                tokenizer's, else the preset's, else T5's 32,100).
+            tokenizer: a `keras_hub.models.T5Tokenizer` (default: the
+                preset's, if any); its `<mask>` piece, if any, becomes
+                the mask id.
             dtype: dtype policy of the backbone.
-            **kwargs: other `SpacTorT5` arguments (e.g. `tau`, `seed`).
+            **kwargs: other `SpacTorT5` arguments (e.g. `tau`, `seed`);
+                they override a local preset's stored ones.
 
         Example:
         ```python
         model = SpacTorT5.from_preset("spactor_t5_tiny", tau=1000)
+        # The architecture of a saved preset, from scratch.
+        fresh = SpacTorT5.from_preset("./my_preset", load_weights=False)
         ```
         """
         return preset_io.load_preset(
-            cls, preset, vocabulary_size, tokenizer, dtype, **kwargs
+            cls,
+            preset,
+            load_weights=load_weights,
+            vocabulary_size=vocabulary_size,
+            tokenizer=tokenizer,
+            dtype=dtype,
+            **kwargs,
         )
 
-    presets = sorted(preset_io.spactor_presets.SPACTOR_PRESETS)
+    # keras-hub's layout: `{name: {"metadata": {"description", "params"},
+    # "config"}}`, `config` being the `T5Backbone` arguments at T5's
+    # vocabulary and `params` the backbone's (generator and heads aside).
+    presets = preset_io.spactor_presets.keras_hub_presets()
 
     def save_to_preset(self, preset_dir):
         """Write a keras-hub T5 preset plus what SpacTor needs to resume.
@@ -725,7 +759,8 @@ class SpacTorT5(keras.Model):
         `keras_hub.models.T5Backbone.from_preset(preset_dir)` and
         `keras_hub.models.T5Seq2SeqLM.from_preset(preset_dir)` load the
         result as they are; `SpacTorT5.from_preset(preset_dir)` also
-        restores the generator and heads.
+        restores the SpacTor settings (`spactor.json`) and the generator
+        and heads (`spactor_auxiliary.weights.h5`, a Keras weights file).
         """
         preset_io.save_preset(self, preset_dir)
 
