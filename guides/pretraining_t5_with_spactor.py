@@ -215,9 +215,7 @@ with strategy.scope():
         )
         model = keras_spactor.SpacTorT5(
             backbone,
-            vocabulary_size=tokenizer.vocabulary_size(),
-            mask_token_id=keras_spactor.data.mask_token_id(tokenizer),
-            tokenizer=tokenizer,
+            tokenizer=tokenizer,  # gives the vocabulary size and mask id
             seed=0,
         )
         optimizer = keras.optimizers.AdamW(1e-3)

@@ -139,9 +139,7 @@ def build_model(seed):
     )
     model = keras_spactor.SpacTorT5(
         backbone,
-        vocabulary_size=tokenizer.vocabulary_size(),
-        mask_token_id=keras_spactor.data.mask_token_id(tokenizer),
-        tokenizer=tokenizer,
+        tokenizer=tokenizer,  # gives the vocabulary size and mask id
         seed=seed,
     )
     return model, tokenizer
