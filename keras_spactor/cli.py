@@ -11,6 +11,8 @@ import os
 import sys
 import time
 
+from keras_spactor import cli_output
+
 DEFAULT_OUTPUT_DIR = os.path.join("runs", "spactor")
 
 
@@ -121,6 +123,7 @@ def build_parser():
         action="store_true",
         help="Continue the run in --output-dir from its last checkpoint.",
     )
+    _add_verbose(p)
 
     from keras_spactor import finetune
 
@@ -192,7 +195,17 @@ def build_parser():
         "--max-validation-examples", type=_positive_int, default=None
     )
     f.add_argument("--seed", type=int, default=0)
+    _add_verbose(f)
     return parser
+
+
+def _add_verbose(parser):
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Show everything TensorFlow, JAX, CUDA and Keras print, known "
+        "start-up noise and harmless warnings included.",
+    )
 
 
 def fail(message):
@@ -307,6 +320,59 @@ def distribution_scope(args):
     return contextlib.nullcontext()
 
 
+def describe_devices():
+    """The accelerators the backend trains on, e.g. `"8 x TPU v5 lite"`."""
+    import collections
+
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        kinds = [device.device_kind for device in jax.devices()]
+    else:
+        import tensorflow as tf
+
+        kinds = [
+            device.device_type
+            for device in tf.config.list_logical_devices()
+            if device.device_type != "CPU"
+        ] or ["CPU"]
+    counts = collections.Counter(kinds)
+    return ", ".join(f"{n} x {kind}" for kind, n in counts.items())
+
+
+def describe_tau(tau, steps):
+    """What the resolved switch step means for a run of `steps` steps."""
+    run = f"tau {tau} of {steps} step{'s' if steps != 1 else ''}"
+    if tau == 0:
+        return f"{run} (plain span corruption)"
+    if tau >= steps:
+        return f"{run} (hybrid throughout)"
+    return f"{run} (hybrid for steps 0-{tau - 1}, then span corruption)"
+
+
+def startup_line(args, model, tau, done):
+    """One line: backend, devices, preset, parameters, tau, data."""
+    import keras
+
+    def millions(n):
+        return f"{n / 1e6:.1f}M"
+
+    auxiliary = sum(layer.count_params() for layer in model.auxiliary_layers)
+    line = (
+        f"keras-spactor pretrain: backend {keras.backend.backend()} on "
+        f"{describe_devices()}; preset {args.preset}, "
+        f"{millions(model.count_params())} parameters (T5 "
+        f"{millions(model.backbone.count_params())}, generator and heads "
+        f"{millions(auxiliary)}); {describe_tau(tau, args.steps)}; data "
+        f"{args.data}"
+    )
+    if done:
+        line += f"; resuming at step {done}"
+    return line
+
+
 def pretrain(args):
     check_arguments(args)
     import keras
@@ -315,6 +381,7 @@ def pretrain(args):
     from keras_spactor import data
     from keras_spactor.cli_callbacks import AtomicCheckpoint
     from keras_spactor.cli_callbacks import RunLogger
+    from keras_spactor.cli_callbacks import StageProgbarLogger
     from keras_spactor.flops import train_step_flops
 
     if args.mixed_precision:
@@ -373,15 +440,18 @@ def pretrain(args):
         train_step_flops(model, *shape, hybrid=False),
     )
     logger = RunLogger(args, progress)
+    print(startup_line(args, model, tau.resolve(), done), flush=True)
     model.fit(
         dataset,
         epochs=epochs,
         initial_epoch=done // per_epoch,
         steps_per_epoch=per_epoch,
+        shuffle=False,  # `pretraining_dataset` shuffles
         callbacks=[
             tau,
             progress,
             logger,
+            StageProgbarLogger(),  # after `progress`, whose logs it shows
             keras.callbacks.TensorBoard(
                 os.path.join(args.output_dir, "logs"), update_freq=10
             ),
@@ -451,11 +521,21 @@ def run_finetune(args):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    if args.command == "pretrain":
-        pretrain(args)
-    elif args.command == "finetune":
-        run_finetune(args)
+    # Started when the package was imported, if this process is the CLI;
+    # else (`main` called from Python) below, where TensorFlow may already
+    # be loaded and have logged.
+    stderr = cli_output.take_started_filter()
+    try:
+        args = build_parser().parse_args(argv)
+        if stderr is None and not args.verbose:
+            stderr = cli_output.quiet_output()
+        if args.command == "pretrain":
+            pretrain(args)
+        elif args.command == "finetune":
+            run_finetune(args)
+    finally:
+        if stderr is not None:
+            stderr.stop()
     return 0
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -250,3 +251,140 @@ def test_pretrain_then_finetune_on_sst2(tmp_path):
     )
     hits = np.mean([g.strip() == t for g, t in zip(generated, labels)])
     assert metrics["exact_match_accuracy"] == pytest.approx(hits)
+
+
+# Start-up lines TensorFlow, absl and CUDA print on a CPU-only machine,
+# before and after `cli.main` starts, and Keras warnings the CLI filters.
+STARTUP_NOTICES = [
+    "absl::InitializeLog",
+    "oneDNN custom operations",
+    "Could not find cuda drivers",
+]
+RUNTIME_NOISE = [
+    "cuInit",
+    "was passed an input with a mask attached to it",
+    "softmax over axis",
+    "`shuffle=True` was passed",
+]
+
+
+def _run_cli(arguments, cache):
+    """Runs `python -m keras_spactor` as a user would: stdout + stderr."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_spactor"] + arguments,
+        cwd=repo,
+        env=dict(os.environ, KERAS_SPACTOR_CACHE=str(cache)),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    return output
+
+
+@pytest.fixture(scope="module")
+def quiet_runs(tmp_path_factory):
+    """A tiny pre-training (stages 1 and 2) without --verbose."""
+    cache = tmp_path_factory.getbasetemp() / "vocabulary-cache"
+    run = tmp_path_factory.mktemp("quiet") / "run"
+    pretrain = _run_cli(
+        TINY + ["--steps", "4", "--tau", "2", "--output-dir", str(run)], cache
+    )
+    return {"run": run, "pretrain": pretrain}
+
+
+@pytest.mark.slow
+def test_pretrain_output_is_quiet_and_shows_the_stage(quiet_runs):
+    output = quiet_runs["pretrain"]
+    for noise in RUNTIME_NOISE:
+        assert noise not in output
+    backend = keras.backend.backend()
+    startup = [x for x in output.splitlines() if x.startswith("keras-spactor")]
+    assert len(startup) == 1, output
+    assert re.match(
+        rf"keras-spactor pretrain: backend {backend} on \d+ x ", startup[0]
+    )
+    assert re.search(r"preset spactor_t5_tiny, [\d.]+M parameters", startup[0])
+    assert "tau 2 of 4 steps" in startup[0]
+    assert "data builtin:python-docs" in startup[0]
+    progress = [x for x in output.splitlines() if "sc_loss:" in x]
+    assert len(progress) == 2, output
+    # Epoch 1 is steps 0-1 (stage 1), epoch 2 steps 2-3 (stage 2).
+    assert "stage: 1.0000" in progress[0] and "mlm_loss:" in progress[0]
+    assert "stage: 2.0000" in progress[1]
+    for name in ("mlm_loss", "rtd_loss", "rtd_accuracy", "generator_accuracy"):
+        assert name not in progress[1]
+    with open(quiet_runs["run"] / "summary.json") as f:
+        final_logs = json.load(f)["final_logs"]
+    assert "mlm_loss" not in final_logs and final_logs["stage"] == 2.0
+
+
+@pytest.mark.slow
+def test_no_tensorflow_startup_notices(quiet_runs):
+    # Printed while the package imports TensorFlow, before `cli.main`: the
+    # package's first import, `_cli_startup`, filters them.
+    for notice in STARTUP_NOTICES:
+        assert notice not in quiet_runs["pretrain"]
+
+
+@pytest.mark.slow
+def test_verbose_shows_what_quiet_hides(tmp_path_factory):
+    cache = tmp_path_factory.getbasetemp() / "vocabulary-cache"
+    out = tmp_path_factory.mktemp("verbose") / "run"
+    output = _run_cli(
+        TINY
+        + ["--steps", "1", "--tau", "0", "--checkpoint-every", "1"]
+        + ["--output-dir", str(out), "--verbose"],
+        cache,
+    )
+    # keras-hub's T5 attention warns on every backend and machine.
+    assert "was passed an input with a mask attached to it" in output
+    assert "tau 0 of 1 step (plain span corruption)" in output
+
+
+def test_stderr_filter_drops_only_known_noise(capfd):
+    from keras_spactor.cli_output import STARTUP_NOISE
+    from keras_spactor.cli_output import StderrLineFilter
+
+    noise = (
+        "WARNING: All log messages before absl::InitializeLog() is called "
+        "are written to STDERR\n"
+        "I0000 00:00:1795756809.768140   13292 port.cc:153] oneDNN custom "
+        "operations are on.\n"
+        "E0000 00:00:1795756813.526805   13292 cuda_platform.cc:52] failed "
+        "call to cuInit: INTERNAL: CUDA error\n"
+    )
+    kept = (
+        "E0000 00:00:1795756813.526805   13292 cuda_platform.cc:52] a real "
+        "error\nTraceback (most recent call last):\n"
+    )
+    stderr = StderrLineFilter(STARTUP_NOISE)
+    stderr.start()
+    try:
+        os.write(2, noise.encode() + kept[:20].encode())
+        os.write(2, kept[20:].encode() + b"50%\r60%\r70")
+    finally:
+        stderr.stop()
+    assert capfd.readouterr().err == kept + "50%\r60%\r70"
+
+
+def test_stage_logs_and_cli_detection():
+    from keras_spactor.cli_callbacks import stage_logs
+    from keras_spactor.cli_output import asks_verbose
+    from keras_spactor.cli_output import is_cli_process
+
+    logs = {"loss": 1.0, "mlm_loss": 0.0, "rtd_accuracy": 0.0, "stage": 2.0}
+    assert stage_logs(logs, epoch_start=4, tau=4) == {"loss": 1.0, "stage": 2.0}
+    assert stage_logs(logs, epoch_start=3, tau=4) is logs  # ran stage 1
+    assert stage_logs(logs, epoch_start=9, tau=None) is logs
+    python = sys.executable
+    assert is_cli_process(["/venv/bin/keras-spactor"], [python, "x"])
+    assert is_cli_process(
+        ["-m"], [python, "-W", "error", "-m", "keras_spactor"]
+    )
+    assert not is_cli_process(["-m"], [python, "-m", "pytest"])
+    assert not is_cli_process(["-c"], [python, "-c", "import keras_spactor"])
+    assert asks_verbose(["pretrain", "--verb"])
+    assert not asks_verbose(["finetune", "--v", "--validation", "x.tsv"])
