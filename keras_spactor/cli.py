@@ -8,6 +8,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 
@@ -135,8 +136,18 @@ def build_parser():
     f.add_argument(
         "--preset", required=True, help="T5 preset dir (runs/x/preset)."
     )
-    f.add_argument("--train", required=True, help="label<TAB>text TSV.")
-    f.add_argument("--validation", required=True, help="label<TAB>text TSV.")
+    f.add_argument(
+        "--train",
+        required=True,
+        help="label<TAB>text TSV, builtin:sentiment-tiny (shipped, "
+        "offline) or tfds:NAME[:SPLIT] (e.g. tfds:glue/sst2; split: train).",
+    )
+    f.add_argument(
+        "--validation",
+        required=True,
+        help="As --train; a tfds: or builtin: source reads its validation "
+        "split unless one is named.",
+    )
     f.add_argument("--output-dir", required=True)
     f.add_argument(
         "--steps",
@@ -468,6 +479,92 @@ def pretrain(args):
     return summary
 
 
+# `tfds:NAME[:VERSION][:SPLIT]`, e.g. `tfds:glue/sst2:train[:90%]`.
+_TFDS_SPEC = re.compile(
+    r"tfds:(?P<name>[\w/.-]+?(?::\d+\.\d+\.\d+)?)(?::(?P<split>.+))?"
+)
+
+
+def tfds_to_tsv(name, split, path):
+    """Writes a labelled TFDS split as a `label<TAB>text` TSV.
+
+    The label is the dataset's `label` class feature, written as its class
+    name; the text is its one text feature, or `name: value` for each of
+    several (T5's format for sentence pairs). Unlabelled examples (label
+    -1, as in GLUE's test splits) are left out.
+
+    Args:
+        name: str. The TFDS name, e.g. `"glue/sst2"`; downloaded and
+            prepared on first use.
+        split: str. A TFDS split, e.g. `"validation"` or `"train[:90%]"`.
+        path: str. The TSV to write.
+
+    Returns:
+        The number of examples written.
+    """
+    import tensorflow_datasets as tfds
+
+    ds, info = tfds.load(name, split=split, with_info=True)
+    features = info.features
+    label = features["label"] if "label" in features.keys() else None
+    texts = [
+        k for k, f in features.items() if isinstance(f, tfds.features.Text)
+    ]
+    if not isinstance(label, tfds.features.ClassLabel) or not texts:
+        raise ValueError(
+            f"TFDS dataset {name!r} needs a `label` class feature and text "
+            f"features; it has {sorted(features.keys())}."
+        )
+
+    def text_of(example):
+        parts = [example[k].decode("utf-8", "replace") for k in texts]
+        if len(parts) > 1:
+            parts = [f"{k}: {text}" for k, text in zip(texts, parts)]
+        # One line per example: tabs and line breaks become spaces.
+        return " ".join(" ".join(parts).split())
+
+    written = 0
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f"label\t{texts[0] if len(texts) == 1 else 'text'}\n")
+        for example in ds.as_numpy_iterator():
+            index = int(example["label"])
+            if index >= 0:
+                f.write(f"{label.int2str(index)}\t{text_of(example)}\n")
+                written += 1
+    return written
+
+
+def labelled_tsv(spec, default_split, data_dir):
+    """The TSV file a `finetune --train/--validation` spec stands for.
+
+    Args:
+        spec: a TSV path, `builtin:<name>[:<split>]` (see
+            `keras_spactor.data.examples`) or `tfds:<name>[:<split>]`.
+        default_split: the split of a `builtin:` or `tfds:` spec that
+            names none.
+        data_dir: where a TFDS split is written as `<default_split>.tsv`.
+
+    Returns:
+        A path to read with `finetune.read_labelled_tsv`.
+    """
+    if spec.startswith("builtin:"):
+        from keras_spactor.data import examples
+
+        name, _, split = spec[len("builtin:") :].partition(":")
+        return examples.labelled_tsv(name, split or default_split)
+    if spec.startswith("tfds:"):
+        match = _TFDS_SPEC.fullmatch(spec)
+        if not match:
+            raise ValueError(f"expected tfds:NAME[:SPLIT], got {spec!r}")
+        os.makedirs(data_dir, exist_ok=True)
+        path = os.path.join(data_dir, f"{default_split}.tsv")
+        split = match["split"] or default_split
+        count = tfds_to_tsv(match["name"], split, path)
+        print(f"{spec}: {count} labelled examples of {split!r} in {path}")
+        return path
+    return spec
+
+
 def run_finetune(args):
     from keras_spactor import finetune
 
@@ -480,6 +577,9 @@ def run_finetune(args):
     if not 0 <= args.dropout < 1:
         fail(f"--dropout must be in [0, 1), got {args.dropout}")
     try:
+        data_dir = os.path.join(args.output_dir, "data")
+        args.train = labelled_tsv(args.train, "train", data_dir)
+        args.validation = labelled_tsv(args.validation, "validation", data_dir)
         # Read and check both files before any model is loaded.
         train_labels, _ = finetune.read_labelled_tsv(
             args.train, args.max_train_examples

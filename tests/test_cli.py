@@ -286,13 +286,31 @@ def _run_cli(arguments, cache):
 
 @pytest.fixture(scope="module")
 def quiet_runs(tmp_path_factory):
-    """A tiny pre-training (stages 1 and 2) without --verbose."""
+    """A tiny pre-training (stages 1 and 2) and a fine-tuning of it on the
+    shipped examples, as in the README, without --verbose."""
     cache = tmp_path_factory.getbasetemp() / "vocabulary-cache"
     run = tmp_path_factory.mktemp("quiet") / "run"
     pretrain = _run_cli(
         TINY + ["--steps", "4", "--tau", "2", "--output-dir", str(run)], cache
     )
-    return {"run": run, "pretrain": pretrain}
+    tuned = run.parent / "tuned"
+    finetune = _run_cli(
+        [
+            "finetune",
+            "--preset", str(run / "preset"),
+            "--train", "builtin:sentiment-tiny",
+            "--validation", "builtin:sentiment-tiny",
+            "--output-dir", str(tuned),
+            "--steps", "2",
+        ],
+        cache,
+    )  # fmt: skip
+    return {
+        "run": run,
+        "pretrain": pretrain,
+        "tuned": tuned,
+        "finetune": finetune,
+    }
 
 
 @pytest.mark.slow
@@ -322,11 +340,23 @@ def test_pretrain_output_is_quiet_and_shows_the_stage(quiet_runs):
 
 
 @pytest.mark.slow
+def test_finetune_runs_offline_on_the_shipped_examples(quiet_runs):
+    for noise in RUNTIME_NOISE:
+        assert noise not in quiet_runs["finetune"]
+    with open(quiet_runs["tuned"] / "metrics.json") as f:
+        metrics = json.load(f)
+    assert metrics["labels"] == ["negative", "positive"]
+    assert metrics["train_examples"] == 40
+    assert metrics["evaluation_examples"] == 16
+
+
+@pytest.mark.slow
 def test_no_tensorflow_startup_notices(quiet_runs):
     # Printed while the package imports TensorFlow, before `cli.main`: the
     # package's first import, `_cli_startup`, filters them.
-    for notice in STARTUP_NOTICES:
-        assert notice not in quiet_runs["pretrain"]
+    for output in (quiet_runs["pretrain"], quiet_runs["finetune"]):
+        for notice in STARTUP_NOTICES:
+            assert notice not in output
 
 
 @pytest.mark.slow
@@ -342,6 +372,52 @@ def test_verbose_shows_what_quiet_hides(tmp_path_factory):
     # keras-hub's T5 attention warns on every backend and machine.
     assert "was passed an input with a mask attached to it" in output
     assert "tau 0 of 1 step (plain span corruption)" in output
+
+
+def test_finetune_sources_shipped_and_tfds(tmp_path):
+    import tensorflow_datasets as tfds
+
+    from keras_spactor.finetune import read_labelled_tsv
+
+    data = str(tmp_path / "data")
+    train = cli.labelled_tsv("builtin:sentiment-tiny", "train", data)
+    validation = cli.labelled_tsv("builtin:sentiment-tiny", "validation", data)
+    for path, n in ((train, 40), (validation, 16)):
+        labels, texts = read_labelled_tsv(path)
+        assert len(texts) == n and all(texts)
+        assert labels.count("positive") == labels.count("negative") == n // 2
+    assert not set(read_labelled_tsv(train)[1]) & set(
+        read_labelled_tsv(validation)[1]
+    )
+    # TFDS's mock runs the real `tfds.load` code offline, with random text.
+    with tfds.testing.mock_data(num_examples=5):
+        path = cli.labelled_tsv("tfds:glue/sst2", "validation", data)
+        assert path == os.path.join(data, "validation.tsv")
+        labels, texts = read_labelled_tsv(path)
+        assert len(labels) == 5 and set(labels) <= {"negative", "positive"}
+        pairs = cli.labelled_tsv("tfds:glue/rte:train", "train", data)
+        labels, texts = read_labelled_tsv(pairs)
+        assert all(t.startswith("sentence1: ") for t in texts)
+        assert set(labels) <= {"entailment", "not_entailment"}
+    match = cli._TFDS_SPEC.fullmatch("tfds:glue/sst2:2.0.0:train[:90%]")
+    assert (match["name"], match["split"]) == ("glue/sst2:2.0.0", "train[:90%]")
+
+
+def test_finetune_unknown_source_fails_before_work(tmp_path, capsys):
+    preset = tmp_path / "preset"
+    preset.mkdir()
+    out = str(tmp_path / "out")
+    base = ["finetune", "--preset", str(preset), "--output-dir", out]
+    _fails_with(
+        base + ["--train", "builtin:nope", "--validation", "builtin:nope"],
+        "Unknown example data set 'nope'",
+        capsys,
+    )
+    _fails_with(
+        base + ["--train", "tfds:", "--validation", "builtin:sentiment-tiny"],
+        "expected tfds:NAME[:SPLIT]",
+        capsys,
+    )
 
 
 def test_stderr_filter_drops_only_known_noise(capfd):
