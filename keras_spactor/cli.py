@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import time
 
@@ -576,10 +577,18 @@ def run_finetune(args):
         fail(f"--learning-rate must be positive, got {args.learning_rate}")
     if not 0 <= args.dropout < 1:
         fail(f"--dropout must be in [0, 1), got {args.dropout}")
+    data_dir = os.path.join(args.output_dir, "data")
     try:
-        data_dir = os.path.join(args.output_dir, "data")
-        args.train = labelled_tsv(args.train, "train", data_dir)
-        args.validation = labelled_tsv(args.validation, "validation", data_dir)
+        try:
+            args.train = labelled_tsv(args.train, "train", data_dir)
+            args.validation = labelled_tsv(
+                args.validation, "validation", data_dir
+            )
+        except BaseException:
+            # A TFDS split half written (no network, a bad name) must not
+            # make the rerun find --output-dir taken.
+            shutil.rmtree(data_dir, ignore_errors=True)
+            raise
         # Read and check both files before any model is loaded.
         train_labels, _ = finetune.read_labelled_tsv(
             args.train, args.max_train_examples

@@ -418,6 +418,13 @@ def test_finetune_unknown_source_fails_before_work(tmp_path, capsys):
         "expected tfds:NAME[:SPLIT]",
         capsys,
     )
+    _fails_with(
+        base + ["--train", "tfds:no_such_set", "--validation", "tfds:x"],
+        "Dataset no_such_set not found",
+        capsys,
+    )
+    # Nothing left that would make the rerun find --output-dir taken.
+    assert not os.path.exists(out) or not os.listdir(out)
 
 
 def test_stderr_filter_drops_only_known_noise(capfd):
