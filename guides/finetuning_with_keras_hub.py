@@ -24,8 +24,8 @@ also by exact match of the generated words.
 
 By default (`SPACTOR_GUIDE_SIZE=small`) the guide first makes its own tiny
 pre-trained preset (a toy T5, two SpacTor steps) and fine-tunes it for a few
-steps on a few SST-2 sentences, so it runs anywhere in well under a minute;
-its accuracy means nothing. With `SPACTOR_GUIDE_SIZE=full` it fine-tunes the
+steps on 40 labelled sentences shipped with keras-spactor, so it runs
+anywhere, offline, in well under a minute; its accuracy means nothing. With `SPACTOR_GUIDE_SIZE=full` it fine-tunes the
 preset written by the guide *Pre-training T5 with SpacTor on a TPU*
 (`SPACTOR_GUIDE_PRESET`, default `runs/guides/preset`) on all of SST-2.
 """
@@ -56,17 +56,10 @@ import tensorflow as tf
 
 SMALL = os.environ.get("SPACTOR_GUIDE_SIZE", "small") == "small"
 OUTPUT_DIR = os.environ.get("SPACTOR_GUIDE_OUTPUT", "runs/guides")
-# SST-2 as `label<TAB>sentence` files; in this repository's development
-# setup they sit next to the checkout.
-SST2_DIR = os.environ.get(
-    "SPACTOR_GUIDE_SST2", os.path.join("..", "shared", "data", "downstream")
-)
 
 if SMALL:
-    TRAIN_EXAMPLES, VALIDATION_EXAMPLES = 32, 8
     BATCH_SIZE, EPOCHS, LEARNING_RATE = 8, 1, 1e-3
 else:
-    TRAIN_EXAMPLES, VALIDATION_EXAMPLES = None, None  # all of them
     BATCH_SIZE, EPOCHS, LEARNING_RATE = 32, 3, 1e-4
 
 keras.utils.set_random_seed(0)
@@ -125,48 +118,43 @@ else:
 print("Preset:", PRESET, sorted(os.listdir(PRESET)))
 
 """
-## SST-2
+## The data
 
-Each line of the TSV files is `label<TAB>sentence`, with a header line.
-When the files are not there, a few inline sentences stand in, so the guide
-still runs.
+The full run reads SST-2 from TensorFlow Datasets (`glue/sst2`, downloaded
+and prepared on first use): the label is a class index whose names are
+`negative` and `positive`, and the decoder learns to write those words.
+The small run reads `sentiment-tiny`, 40 + 16 `label<TAB>sentence` lines
+shipped with keras-spactor (`keras-spactor finetune` reads the same files
+with `--train builtin:sentiment-tiny`).
 """
 
+from keras_spactor.finetune import read_labelled_tsv
 
-def read_tsv(path, limit=None):
+
+def sst2_split(split):
+    import tensorflow_datasets as tfds
+
+    examples, info = tfds.load("glue/sst2", split=split, with_info=True)
+    names = info.features["label"].names
     labels, texts = [], []
-    with open(path, encoding="utf-8") as f:
-        next(f)  # header
-        for line in f:
-            label, text = line.rstrip("\n").split("\t", 1)
-            labels.append(label)
-            texts.append(text)
-            if limit and len(labels) == limit:
-                break
+    for example in examples.as_numpy_iterator():
+        labels.append(names[example["label"]])
+        texts.append(example["sentence"].decode("utf-8"))
     return labels, texts
 
 
-INLINE_SAMPLE = [
-    ("positive", "a stirring , funny and finally transporting film"),
-    ("negative", "apparently reassembled from the cutting-room floor"),
-    ("positive", "one of the best films of the year"),
-    ("negative", "a dull , lifeless and tedious mess"),
-    ("positive", "warm , witty and wonderfully acted"),
-    ("negative", "the plot is predictable and the jokes fall flat"),
-    ("positive", "a charming and heartfelt story"),
-    ("negative", "boring from start to finish"),
-]
+if SMALL:
+    from keras_spactor.data.examples import labelled_tsv
 
-train_path = os.path.join(SST2_DIR, "sst2.train.tsv")
-if os.path.exists(train_path):
-    train_labels, train_texts = read_tsv(train_path, TRAIN_EXAMPLES)
-    val_labels, val_texts = read_tsv(
-        os.path.join(SST2_DIR, "sst2.validation.tsv"), VALIDATION_EXAMPLES
+    train_labels, train_texts = read_labelled_tsv(
+        labelled_tsv("sentiment-tiny", "train")
+    )
+    val_labels, val_texts = read_labelled_tsv(
+        labelled_tsv("sentiment-tiny", "validation")
     )
 else:
-    print(f"{train_path} not found: using an inline sample.")
-    train_labels, train_texts = map(list, zip(*INLINE_SAMPLE * 4))
-    val_labels, val_texts = map(list, zip(*INLINE_SAMPLE))
+    train_labels, train_texts = sst2_split("train")
+    val_labels, val_texts = sst2_split("validation")
 print(f"{len(train_texts)} training and {len(val_texts)} validation examples")
 print(train_labels[0], "|", train_texts[0])
 
