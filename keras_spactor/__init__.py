@@ -1,5 +1,6 @@
 """keras-spactor: SpacTor-T5 pre-training for Keras 3 and keras-hub."""
 
+from keras_spactor import _cli_startup  # noqa: F401 (first: quiets the CLI)
 from keras_spactor import callbacks
 from keras_spactor import data
 from keras_spactor import distribution
