@@ -26,16 +26,12 @@ def _positive_int(text):
 
 
 def _tau(text):
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"tau must be >= 0, got {text}")
-    if "." in text or "e" in text.lower():
-        if value > 1:
-            raise argparse.ArgumentTypeError(
-                f"a fractional tau must be in [0, 1], got {text}"
-            )
-        return value
-    return int(value)
+    from keras_spactor.callbacks.tau_scheduler import parse_tau
+
+    try:
+        return parse_tau(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def build_parser():
@@ -44,7 +40,10 @@ def build_parser():
         description="SpacTor-T5 pre-training (Keras 3, keras-hub).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("pretrain", help="Pre-train a T5 with SpacTor.")
+    # No abbreviations: a resume compares the options given by their names.
+    p = commands.add_parser(
+        "pretrain", help="Pre-train a T5 with SpacTor.", allow_abbrev=False
+    )
     p.add_argument(
         "--preset",
         default="spactor_t5_tiny",
@@ -69,9 +68,9 @@ def build_parser():
     p.add_argument(
         "--tau",
         type=_tau,
-        default=0.5,
-        help="Stage switch: a step (int) or a fraction of --steps "
-        "(float in [0, 1]). 0 = plain span corruption.",
+        default="50%",
+        help="Stage switch: a step (e.g. 5000) or a percentage of --steps "
+        "(e.g. 25%%). 0 = plain span corruption (default: %(default)s).",
     )
     p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--inputs-length", type=_positive_int, default=128)
@@ -123,7 +122,9 @@ def build_parser():
     p.add_argument(
         "--resume",
         action="store_true",
-        help="Continue the run in --output-dir from its last checkpoint.",
+        help="Continue the run in --output-dir from its last checkpoint. "
+        "Its config.json gives every option left out; options that would "
+        "change the data, the model or the curriculum must match it.",
     )
     _add_verbose(p)
 
@@ -229,6 +230,12 @@ def check_arguments(args):
     """Every cheap check before any long work starts."""
     from keras_spactor.models.spactor_presets import SPACTOR_PRESETS
 
+    checkpoint = os.path.join(args.output_dir, "checkpoint.keras")
+    if args.resume:
+        if not os.path.exists(checkpoint):
+            fail(f"--resume: there is no checkpoint to resume at {checkpoint}")
+        reconcile_with_saved_run(args)
+
     if args.preset not in SPACTOR_PRESETS and not os.path.isdir(args.preset):
         if not args.preset.startswith("t5"):
             fail(
@@ -256,15 +263,31 @@ def check_arguments(args):
             )
         if not args.model_shards:
             fail("--distribution model needs --model-shards N")
-    checkpoint = os.path.join(args.output_dir, "checkpoint.keras")
-    if args.resume and not os.path.exists(checkpoint):
-        fail(f"--resume: there is no checkpoint to resume at {checkpoint}")
     if not args.resume and os.path.exists(args.output_dir):
         if os.listdir(args.output_dir):
             fail(
                 f"{args.output_dir} already holds a run; pass --resume to "
                 "continue it or choose another --output-dir"
             )
+
+
+def reconcile_with_saved_run(args):
+    """A resume takes the run's saved settings; one it contradicts fails."""
+    from keras_spactor import run_config
+
+    try:
+        saved = run_config.read_run_config(args.output_dir)
+    except ValueError as error:
+        fail(f"--resume: {error}")
+    explicit = getattr(args, "explicit", set())
+    mismatches = run_config.reconcile_resume(args, saved, explicit)
+    if mismatches:
+        fail(
+            f"--resume: the run in {args.output_dir} was started with other "
+            "settings (leave an option out to keep the run's):\n  "
+            + "\n  ".join(mismatches)
+        )
+    args.saved_tau_step = saved.get("tau_step")
 
 
 def load_tokenizer(vocabulary):
@@ -391,10 +414,14 @@ def pretrain(args):
 
     import keras_spactor
     from keras_spactor import data
+    from keras_spactor.callbacks.tau_scheduler import format_tau
     from keras_spactor.cli_callbacks import AtomicCheckpoint
     from keras_spactor.cli_callbacks import RunLogger
     from keras_spactor.cli_callbacks import StageProgbarLogger
+    from keras_spactor.cli_callbacks import StopOnNonFiniteLoss
     from keras_spactor.flops import train_step_flops
+    from keras_spactor.run_config import run_config
+    from keras_spactor.run_config import write_run_config
 
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -439,9 +466,18 @@ def pretrain(args):
     # The stream is deterministic for a seed: skipping the batches already
     # consumed continues it exactly (no batch repeated or skipped).
     dataset = dataset.skip(done)
-    tau = keras_spactor.callbacks.TauScheduler(args.tau, total_steps=args.steps)
-    # Epochs are checkpoint intervals; a divisor of --steps so none overshoots.
-    per_epoch = math.gcd(args.steps, args.checkpoint_every)
+    saved_tau_step = getattr(args, "saved_tau_step", None)
+    if args.resume and saved_tau_step is not None:
+        # The switch step of the run, even if --steps was raised.
+        tau = keras_spactor.callbacks.TauScheduler(saved_tau_step)
+    else:
+        tau = keras_spactor.callbacks.TauScheduler(
+            format_tau(args.tau), total_steps=args.steps
+        )
+    write_run_config(args.output_dir, run_config(args, tau.resolve()))
+    # Epochs are checkpoint intervals: a divisor of --steps, so none
+    # overshoots, and of the steps done, so a resume starts on an epoch.
+    per_epoch = math.gcd(math.gcd(args.steps, args.checkpoint_every), done)
     epochs = -(-args.steps // per_epoch)
     start = time.time()
     targets_length = data.span_corruption_lengths(args.inputs_length)[1]
@@ -453,6 +489,8 @@ def pretrain(args):
     )
     logger = RunLogger(args, progress)
     print(startup_line(args, model, tau.resolve(), done), flush=True)
+    guard = StopOnNonFiniteLoss()
+    saver = AtomicCheckpoint(checkpoint)
     model.fit(
         dataset,
         epochs=epochs,
@@ -467,10 +505,24 @@ def pretrain(args):
             keras.callbacks.TensorBoard(
                 os.path.join(args.output_dir, "logs"), update_freq=10
             ),
-            AtomicCheckpoint(checkpoint),
+            guard,
+            saver,
         ],
         verbose=2 if not sys.stdout.isatty() else 1,
     )
+    if guard.bad_step is not None:
+        # Nothing is written from a broken state: no checkpoint, no preset.
+        last = saver.saved_step if saver.saved_step is not None else done
+        good = (
+            f"the last good checkpoint is {checkpoint} (step {last})"
+            if os.path.exists(checkpoint)
+            else "no checkpoint was written"
+        )
+        fail(
+            f"the loss became non-finite at step {guard.bad_step}; training "
+            f"stopped and {good}. A resume replays the same batches; a new "
+            "run with a lower --learning-rate is the usual cure."
+        )
     preset_dir = os.path.join(args.output_dir, "preset")
     model.save_to_preset(preset_dir)
     summary = logger.summary(model, tau.resolved_tau, time.time() - start)
@@ -635,7 +687,12 @@ def main(argv=None):
     # be loaded and have logged.
     stderr = cli_output.take_started_filter()
     try:
+        argv = sys.argv[1:] if argv is None else list(argv)
         args = build_parser().parse_args(argv)
+        if args.command == "pretrain":
+            from keras_spactor.run_config import explicit_options
+
+            args.explicit = explicit_options(argv)
         if stderr is None and not args.verbose:
             stderr = cli_output.quiet_output()
         if args.command == "pretrain":

@@ -1,3 +1,4 @@
+import math
 import os
 
 import keras
@@ -75,6 +76,9 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     over it, so a process killed at any moment (SIGKILL included) leaves the
     previous checkpoint intact: nothing is ever half-written.
 
+    An epoch whose loss is not finite is not saved: the last good
+    checkpoint stays.
+
     Args:
         path: str. The `.keras` checkpoint file.
     """
@@ -82,11 +86,48 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     def __init__(self, path):
         super().__init__()
         self.path = path
+        self.saved_step = None
 
     def on_epoch_end(self, epoch, logs=None):
+        if not loss_is_finite(logs):
+            return
         temporary = self.path + ".partial.keras"
         self.model.save(temporary)
         os.replace(temporary, self.path)
+        iterations = self.model.optimizer.iterations
+        self.saved_step = int(keras.ops.convert_to_numpy(iterations))
+
+
+def loss_is_finite(logs):
+    loss = (logs or {}).get("loss")
+    return loss is None or math.isfinite(float(loss))
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops `fit` at the first step whose loss is NaN or infinite.
+
+    Keras's `TerminateOnNaN` also stops, but the epoch still ends and
+    callbacks such as a checkpoint would save the broken state; this one
+    records the step (`bad_step`) so the caller can refuse to save.
+
+    Example:
+    ```python
+    guard = StopOnNonFiniteLoss()
+    model.fit(dataset, epochs=2, steps_per_epoch=10, callbacks=[guard])
+    if guard.bad_step is not None:
+        raise RuntimeError(f"non-finite loss at step {guard.bad_step}")
+    ```
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.bad_step = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.bad_step is None and not loss_is_finite(logs):
+            iterations = self.model.optimizer.iterations
+            self.bad_step = int(keras.ops.convert_to_numpy(iterations))
+            self.model.stop_training = True
 
 
 class StageProgbarLogger(keras.callbacks.ProgbarLogger):
@@ -104,7 +145,7 @@ class StageProgbarLogger(keras.callbacks.ProgbarLogger):
     Example:
     ```python
     model.fit(dataset, epochs=4, steps_per_epoch=50, verbose=2,
-              callbacks=[TauScheduler(0.5), StageProgbarLogger()])
+              callbacks=[TauScheduler("50%"), StageProgbarLogger()])
     ```
     """
 

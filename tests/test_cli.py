@@ -181,12 +181,12 @@ def test_finetune_bad_inputs_fail_before_work(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_pretrain_then_finetune_on_sst2(tmp_path):
-    shared = os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-        "..", "shared", "data", "downstream",
-    )  # fmt: skip
-    if not os.path.isdir(shared):
-        pytest.skip(f"{os.path.normpath(shared)} is absent (CI has it).")
+    # The shipped labelled sentences, read as plain TSV files.
+    from keras_spactor.data.examples import labelled_tsv
+    from keras_spactor.finetune import read_labelled_tsv
+
+    train = labelled_tsv("sentiment-tiny", "train")
+    validation = labelled_tsv("sentiment-tiny", "validation")
     run = str(tmp_path / "run")
     cli.main(TINY + ["--steps", "2", "--tau", "1", "--output-dir", run])
     out = str(tmp_path / "sst2")
@@ -194,11 +194,11 @@ def test_pretrain_then_finetune_on_sst2(tmp_path):
         [
             "finetune",
             "--preset", os.path.join(run, "preset"),
-            "--train", os.path.join(shared, "sst2.train.tsv"),
-            "--validation", os.path.join(shared, "sst2.validation.tsv"),
+            "--train", train,
+            "--validation", validation,
             "--output-dir", out,
-            "--max-train-examples", "64",
-            "--max-validation-examples", "16",
+            "--max-train-examples", "32",
+            "--max-validation-examples", "12",
             "--steps", "12",
             "--batch-size", "16",
             "--encoder-length", "32",
@@ -209,22 +209,18 @@ def test_pretrain_then_finetune_on_sst2(tmp_path):
     with open(os.path.join(out, "metrics.json")) as f:
         metrics = json.load(f)
     assert metrics["labels"] == ["negative", "positive"]
-    assert metrics["evaluation_examples"] == 16
+    assert metrics["evaluation_examples"] == 12
     assert metrics["steps"] == 12
     assert metrics["warmup_steps"] == 1
     assert metrics["scoring"] == "summed"
     curve = metrics["train_loss_curve"]
     assert len(curve) == 10
     assert curve[-1] < curve[0]
-    from keras_spactor.finetune import read_labelled_tsv
-
-    labels, texts = read_labelled_tsv(
-        os.path.join(shared, "sst2.validation.tsv"), 16
-    )
+    labels, texts = read_labelled_tsv(validation, 12)
     counts = {c: labels.count(c) for c in ("negative", "positive")}
     assert metrics["evaluation_label_counts"] == counts
-    assert metrics["majority_accuracy"] == max(counts.values()) / 16
-    assert sum(metrics["prediction_counts"].values()) == 16
+    assert metrics["majority_accuracy"] == max(counts.values()) / 12
+    assert sum(metrics["prediction_counts"].values()) == 12
 
     # Both accuracies are those of the saved model: the summed
     # log-likelihood of each label (tokens + EOS) from its logits, and
@@ -236,7 +232,7 @@ def test_pretrain_then_finetune_on_sst2(tmp_path):
     scores = []
     for label in ("negative", "positive"):
         x, y, mask = lm.preprocessor(
-            {"encoder_text": texts, "decoder_text": [label] * 16}
+            {"encoder_text": texts, "decoder_text": [label] * len(texts)}
         )
         assert int(np.sum(mask[0])) == len(tokenizer.tokenize(label)) + 1
         logits = keras.ops.convert_to_numpy(lm(x)).astype("float64")
@@ -247,7 +243,7 @@ def test_pretrain_then_finetune_on_sst2(tmp_path):
     assert metrics["accuracy"] == pytest.approx(np.mean(predicted == labels))
     lm.compile(sampler="greedy")
     generated = lm.generate(
-        {"encoder_text": texts, "decoder_text": [""] * 16}, max_length=5
+        {"encoder_text": texts, "decoder_text": [""] * len(texts)}, max_length=5
     )
     hits = np.mean([g.strip() == t for g, t in zip(generated, labels)])
     assert metrics["exact_match_accuracy"] == pytest.approx(hits)

@@ -1,0 +1,227 @@
+"""Long runs: tau syntax, tau across fit calls, the saved run config, and
+a stop at the first non-finite loss with no checkpoint written from it."""
+
+import argparse
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_spactor import cli
+from keras_spactor import run_config
+from keras_spactor.callbacks import TauScheduler
+from keras_spactor.callbacks.tau_scheduler import parse_tau
+from keras_spactor.cli_callbacks import AtomicCheckpoint
+from keras_spactor.cli_callbacks import StopOnNonFiniteLoss
+from tests import model_helpers as mh
+
+# ---------------------------------------------------------------------------
+# tau: a step or a percentage, nothing ambiguous
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [(0, 0), (7, 7), ("7", 7), ("50%", 0.5), ("12.5%", 0.125), ("0%", 0.0)],
+)
+def test_tau_is_a_step_or_a_percentage(text, expected):
+    value = parse_tau(text)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+@pytest.mark.parametrize("text", ["1.0", 0.5, "1e3", "-1", -1, "150%", True])
+def test_ambiguous_or_impossible_tau_is_refused(text):
+    with pytest.raises(ValueError, match="tau"):
+        parse_tau(text)
+
+
+def test_cli_tau_syntax(capsys):
+    parser = cli.build_parser()
+    assert parser.parse_args(["pretrain", "--tau", "25%"]).tau == 0.25
+    assert parser.parse_args(["pretrain", "--tau", "1"]).tau == 1
+    assert parser.parse_args(["pretrain"]).tau == 0.5
+    for bad in ("1.0", "1e3"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["pretrain", "--tau", bad])
+        assert "percentage" in capsys.readouterr().err
+
+
+class _Stub:
+    """What TauScheduler reads of a model: the step count; what it sets."""
+
+    def __init__(self, iterations):
+        self.optimizer = argparse.Namespace(
+            iterations=keras.Variable(iterations, dtype="int64")
+        )
+        self.tau = "unset"
+
+
+def _begin(scheduler, iterations, steps, epochs):
+    model = _Stub(iterations)
+    scheduler.set_model(model)
+    scheduler.set_params({"steps": steps, "epochs": epochs, "verbose": 0})
+    scheduler.on_train_begin()
+    return model.tau
+
+
+def test_percentage_counts_initial_epoch_as_part_of_the_run():
+    # Restored at step 500 and fit(epochs=10, initial_epoch=5), 100 steps
+    # per epoch: the run is 1,000 steps, the switch at 250.
+    assert _begin(TauScheduler("25%"), 500, 100, 10) == 250
+
+
+def test_percentage_is_resolved_once_across_fit_calls():
+    scheduler = TauScheduler("50%", total_steps=300)
+    assert [_begin(scheduler, done, 100, 1) for done in (0, 100, 200)] == [
+        150,
+        150,
+        150,
+    ]
+    # Without total_steps, a loop that outgrows the first call is refused
+    # (it would have switched at step 50 of 300).
+    alone = TauScheduler("50%")
+    assert _begin(alone, 0, 100, 1) == 50
+    with pytest.raises(ValueError, match="total_steps"):
+        _begin(alone, 100, 100, 1)
+
+
+def test_switch_is_exact_in_a_loop_of_fit_calls():
+    """Three fit calls of 2 steps, tau 50% of 6: steps 0-2 hybrid."""
+    model = mh.tiny_model()
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+    x, y = mh.span_corruption_like_batch()
+    scheduler = TauScheduler("50%", total_steps=6)
+    stages = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: stages.append(
+            int(round(float(logs["stage"])))
+        )
+    )
+    for _ in range(3):
+        model.fit(
+            mh.repeated_dataset(x, y),
+            steps_per_epoch=2,
+            epochs=1,
+            verbose=0,
+            callbacks=[scheduler, record],
+        )
+    assert stages == [1, 1, 1, 2, 2, 2]
+
+
+# ---------------------------------------------------------------------------
+# The run's config: saved, and checked by a resume
+
+
+def _args(**overrides):
+    args = cli.build_parser().parse_args(["pretrain"])
+    for key, value in overrides.items():
+        setattr(args, key, value)
+    return args
+
+
+def test_config_holds_every_argument_and_the_versions(tmp_path):
+    args = _args(batch_size=4, seed=3)
+    args.explicit = {"batch_size", "seed"}
+    run_config.write_run_config(str(tmp_path), run_config.run_config(args, 9))
+    saved = run_config.read_run_config(str(tmp_path))
+    expected = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("command", "resume", "verbose", "explicit")
+    }
+    assert saved["arguments"] == json.loads(json.dumps(expected))
+    assert saved["tau_step"] == 9
+    assert saved["versions"]["keras"] == keras.__version__
+    assert saved["versions"]["backend"] == keras.backend.backend()
+
+
+def test_resume_takes_what_is_left_out_and_names_each_mismatch(tmp_path):
+    saved = {"arguments": vars(_args(batch_size=4, seed=3, steps=10))}
+    # Left out: taken from the run.
+    args = _args(resume=True)
+    assert run_config.reconcile_resume(args, saved, set()) == []
+    assert (args.batch_size, args.seed, args.steps) == (4, 3, 10)
+    # Given and equal, or --steps raised: fine.
+    args = _args(resume=True, batch_size=4, steps=20)
+    given = {"batch_size", "steps"}
+    assert run_config.reconcile_resume(args, saved, given) == []
+    assert args.steps == 20
+    # Given and different: one message per option.
+    args = _args(resume=True, batch_size=8, seed=1, data="other.jsonl")
+    mismatches = run_config.reconcile_resume(
+        args, saved, {"batch_size", "seed", "data"}
+    )
+    assert len(mismatches) == 3
+    assert any(m.startswith("--batch-size 8 differs") for m in mismatches)
+    assert any(m.startswith("--seed 1 differs") for m in mismatches)
+    assert any(m.startswith("--data 'other.jsonl'") for m in mismatches)
+
+
+def test_explicit_options_read_both_spellings():
+    names = run_config.explicit_options(
+        ["pretrain", "--batch-size", "8", "--seed=3", "--resume"]
+    )
+    assert names == {"batch_size", "seed", "resume"}
+
+
+@pytest.mark.slow
+def test_cli_resume_refuses_other_settings_and_extends(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    tiny = ["pretrain", "--batch-size", "2", "--inputs-length", "32"]
+    tiny += ["--checkpoint-every", "2", "--tau", "50%", "--output-dir", run]
+    cli.main(tiny + ["--steps", "2"])
+    with open(os.path.join(run, "config.json")) as f:
+        saved = json.load(f)
+    assert saved["arguments"]["batch_size"] == 2
+    assert saved["tau_step"] == 1
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli.main(
+            ["pretrain", "--resume", "--output-dir", run]
+            + ["--batch-size", "4", "--seed", "5", "--steps", "4"]
+        )
+    error = capsys.readouterr().err
+    assert "--batch-size 4 differs from the run's 2" in error
+    assert "--seed 5 differs from the run's 0" in error
+    # Extending: the switch stays at the run's step 1, not 50% of 4.
+    cli.main(["pretrain", "--resume", "--output-dir", run, "--steps", "4"])
+    with open(os.path.join(run, "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["steps"] == 4
+    assert summary["switch_step"] == 1
+
+
+# ---------------------------------------------------------------------------
+# NaN / Inf
+
+
+def test_first_non_finite_loss_stops_and_is_never_checkpointed(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.ones((8, 3), "float32")
+    y = np.ones((8, 1), "float32")
+    x[5] = np.nan  # the 6th batch of one example: step 6
+    path = str(tmp_path / "checkpoint.keras")
+    guard = StopOnNonFiniteLoss()
+    saver = AtomicCheckpoint(path)
+    model.fit(
+        x,
+        y,
+        batch_size=1,
+        epochs=4,
+        steps_per_epoch=2,
+        shuffle=False,
+        verbose=0,
+        callbacks=[guard, saver],
+    )
+    assert guard.bad_step == 6
+    assert saver.saved_step == 4  # epochs ending at steps 2 and 4 only
+    restored = keras.saving.load_model(path)
+    assert int(keras.ops.convert_to_numpy(restored.optimizer.iterations)) == 4
+    for weight in restored.weights:
+        assert np.isfinite(keras.ops.convert_to_numpy(weight)).all()
+    assert math.isfinite(float(restored.predict(x[:1], verbose=0)[0, 0]))
