@@ -290,6 +290,51 @@ def reconcile_with_saved_run(args):
     args.saved_tau_step = saved.get("tau_step")
 
 
+def load_checkpoint(checkpoint):
+    """The model saved in `checkpoint`, or a one-line error that says what
+    is wrong with it and where the one before it is."""
+    import keras
+
+    from keras_spactor.cli_callbacks import previous_path
+
+    try:
+        return keras.saving.load_model(checkpoint)
+    except Exception as error:
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        previous = previous_path(checkpoint)
+        hint = (
+            f"; the checkpoint before it is intact: move {previous} to "
+            f"{checkpoint} and resume again"
+            if os.path.exists(previous)
+            else ""
+        )
+        fail(
+            f"--resume: {checkpoint} cannot be read, it is truncated or "
+            f"damaged ({type(error).__name__}: {reason}){hint}"
+        )
+
+
+def is_data_read_error(error):
+    """Whether `fit` failed reading its input: a file that vanished or
+    turned unreadable surfaces as an `OSError` or, through tf.data, as a
+    TensorFlow `OpError` of the input iterator's `IteratorGetNext` op."""
+    import tensorflow as tf
+
+    if isinstance(error, OSError):
+        return True
+    return isinstance(error, tf.errors.OpError) and (
+        "IteratorGetNext" in str(error)
+    )
+
+
+def data_error_text(error):
+    """The line of a data error that names the cause (and the file)."""
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    line = next((x for x in lines if "Error" in x and "/" in x), lines[0])
+    # TensorFlow prefixes the op's name in double braces.
+    return re.sub(r"\{\{.*?\}\}\s*", "", line).strip()[:300]
+
+
 def load_tokenizer(vocabulary):
     import keras_hub
 
@@ -416,6 +461,7 @@ def pretrain(args):
     from keras_spactor import data
     from keras_spactor.callbacks.tau_scheduler import format_tau
     from keras_spactor.cli_callbacks import AtomicCheckpoint
+    from keras_spactor.cli_callbacks import CheckpointWriteError
     from keras_spactor.cli_callbacks import RunLogger
     from keras_spactor.cli_callbacks import StageProgbarLogger
     from keras_spactor.cli_callbacks import StopOnNonFiniteLoss
@@ -434,7 +480,7 @@ def pretrain(args):
     tokenizer = load_tokenizer(args.vocabulary)
     with scope:
         if args.resume:
-            model = keras.saving.load_model(checkpoint)
+            model = load_checkpoint(checkpoint)
             model.tokenizer = tokenizer
         else:
             model = keras_spactor.SpacTorT5.from_preset(
@@ -491,25 +537,44 @@ def pretrain(args):
     print(startup_line(args, model, tau.resolve(), done), flush=True)
     guard = StopOnNonFiniteLoss()
     saver = AtomicCheckpoint(checkpoint)
-    model.fit(
-        dataset,
-        epochs=epochs,
-        initial_epoch=done // per_epoch,
-        steps_per_epoch=per_epoch,
-        shuffle=False,  # `pretraining_dataset` shuffles
-        callbacks=[
-            tau,
-            progress,
-            logger,
-            StageProgbarLogger(),  # after `progress`, whose logs it shows
-            keras.callbacks.TensorBoard(
-                os.path.join(args.output_dir, "logs"), update_freq=10
-            ),
-            guard,
-            saver,
-        ],
-        verbose=2 if not sys.stdout.isatty() else 1,
-    )
+    try:
+        model.fit(
+            dataset,
+            epochs=epochs,
+            initial_epoch=done // per_epoch,
+            steps_per_epoch=per_epoch,
+            shuffle=False,  # `pretraining_dataset` shuffles
+            callbacks=[
+                tau,
+                progress,
+                logger,
+                StageProgbarLogger(),  # after `progress`, whose logs it shows
+                keras.callbacks.TensorBoard(
+                    os.path.join(args.output_dir, "logs"), update_freq=10
+                ),
+                guard,
+                saver,
+            ],
+            verbose=2 if not sys.stdout.isatty() else 1,
+        )
+    except CheckpointWriteError as error:
+        fail(str(error))
+    except Exception as error:
+        if not is_data_read_error(error):
+            raise
+        # The batch that failed never ran: the state is that of the last
+        # whole step, so save it before stopping.
+        step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+        if guard.bad_step is None and step != saver.saved_step:
+            try:
+                saver.save(step, model)
+            except CheckpointWriteError as write_error:
+                fail(f"reading --data failed ({error}); also {write_error}")
+        fail(
+            f"reading --data failed at step {step} ({data_error_text(error)}); "
+            f"the run is checkpointed at step {saver.saved_step} in "
+            f"{checkpoint}: fix the data, then --resume"
+        )
     if guard.bad_step is not None:
         # Nothing is written from a broken state: no checkpoint, no preset.
         last = saver.saved_step if saver.saved_step is not None else done

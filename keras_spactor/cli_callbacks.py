@@ -1,5 +1,6 @@
 import math
 import os
+import shutil
 
 import keras
 
@@ -69,18 +70,31 @@ class RunLogger(keras.callbacks.Callback):
         }
 
 
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written; the ones already saved are
+    intact."""
+
+
 class AtomicCheckpoint(keras.callbacks.Callback):
-    """Saves the full training state at each epoch end, atomically.
+    """Saves the full training state at each epoch end, atomically, and
+    keeps the one before it.
 
     The model is written to a temporary file next to `path` and then renamed
     over it, so a process killed at any moment (SIGKILL included) leaves the
-    previous checkpoint intact: nothing is ever half-written.
-
-    An epoch whose loss is not finite is not saved: the last good
-    checkpoint stays.
+    previous checkpoint intact: nothing is ever half-written. The checkpoint
+    it replaces is kept as `previous_path(path)`, in case the newer one is
+    damaged later. A failed write (a full disk) removes the temporary file,
+    touches neither checkpoint and raises `CheckpointWriteError`. An epoch
+    whose loss is not finite is not saved.
 
     Args:
         path: str. The `.keras` checkpoint file.
+
+    Example:
+    ```python
+    saver = AtomicCheckpoint("runs/x/checkpoint.keras")
+    model.fit(dataset, epochs=4, steps_per_epoch=100, callbacks=[saver])
+    ```
     """
 
     def __init__(self, path):
@@ -91,11 +105,45 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not loss_is_finite(logs):
             return
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self.save(step)
+
+    def save(self, step, model=None):
+        """Writes `model`'s state (default: the fitted model's) now, taken
+        at optimizer step `step`."""
+        model = model if model is not None else self.model
         temporary = self.path + ".partial.keras"
-        self.model.save(temporary)
+        try:
+            model.save(temporary)
+        except Exception as error:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+            kept = (
+                f"{self.path} (step {self.saved_step}) is intact"
+                if self.saved_step is not None
+                else "earlier checkpoints are intact"
+            )
+            raise CheckpointWriteError(
+                f"could not write the checkpoint of step {step} ({error}); "
+                f"{kept}"
+            ) from error
+        if os.path.exists(self.path):
+            # Stage the previous one first: at every moment `path` holds a
+            # whole checkpoint, the old or the new.
+            staged = previous_path(self.path) + ".partial"
+            try:
+                os.link(self.path, staged)
+            except OSError:  # no hard links on this file system
+                shutil.copyfile(self.path, staged)
+            os.replace(staged, previous_path(self.path))
         os.replace(temporary, self.path)
-        iterations = self.model.optimizer.iterations
-        self.saved_step = int(keras.ops.convert_to_numpy(iterations))
+        self.saved_step = step
+
+
+def previous_path(path):
+    """Where `AtomicCheckpoint` keeps the checkpoint before `path`."""
+    root, extension = os.path.splitext(path)
+    return f"{root}.previous{extension}"
 
 
 def loss_is_finite(logs):

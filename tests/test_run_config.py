@@ -5,6 +5,7 @@ import argparse
 import json
 import math
 import os
+import re
 
 import keras
 import numpy as np
@@ -15,7 +16,9 @@ from keras_spactor import run_config
 from keras_spactor.callbacks import TauScheduler
 from keras_spactor.callbacks.tau_scheduler import parse_tau
 from keras_spactor.cli_callbacks import AtomicCheckpoint
+from keras_spactor.cli_callbacks import CheckpointWriteError
 from keras_spactor.cli_callbacks import StopOnNonFiniteLoss
+from keras_spactor.cli_callbacks import previous_path
 from tests import model_helpers as mh
 
 # ---------------------------------------------------------------------------
@@ -192,6 +195,17 @@ def test_cli_resume_refuses_other_settings_and_extends(tmp_path, capsys):
         summary = json.load(f)
     assert summary["steps"] == 4
     assert summary["switch_step"] == 1
+    # A damaged checkpoint: a clear error that points at the one before.
+    checkpoint = os.path.join(run, "checkpoint.keras")
+    with open(checkpoint, "r+b") as f:
+        f.truncate(100)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli.main(["pretrain", "--resume", "--output-dir", run, "--steps", "6"])
+    error = capsys.readouterr().err
+    assert f"{checkpoint} cannot be read, it is truncated or damaged" in error
+    assert "checkpoint.previous.keras" in error
+    assert _steps_in(previous_path(checkpoint)) == 2
 
 
 # ---------------------------------------------------------------------------
@@ -225,3 +239,96 @@ def test_first_non_finite_loss_stops_and_is_never_checkpointed(tmp_path):
     for weight in restored.weights:
         assert np.isfinite(keras.ops.convert_to_numpy(weight)).all()
     assert math.isfinite(float(restored.predict(x[:1], verbose=0)[0, 0]))
+
+
+# ---------------------------------------------------------------------------
+# Faults: a full disk, a damaged checkpoint, data that vanishes
+
+
+def _dense_model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def _steps_in(path):
+    restored = keras.saving.load_model(path)
+    return int(keras.ops.convert_to_numpy(restored.optimizer.iterations))
+
+
+def _fit_epochs(model, saver, epochs):
+    x, y = np.ones((8, 3), "float32"), np.ones((8, 1), "float32")
+    model.fit(x, y, batch_size=4, epochs=epochs, verbose=0, callbacks=[saver])
+
+
+def test_checkpoint_keeps_the_one_before(tmp_path):
+    path = str(tmp_path / "checkpoint.keras")
+    model = _dense_model()
+    _fit_epochs(model, AtomicCheckpoint(path), epochs=3)
+    assert _steps_in(path) == 6
+    assert _steps_in(previous_path(path)) == 4
+    assert sorted(os.listdir(tmp_path)) == [
+        "checkpoint.keras",
+        "checkpoint.previous.keras",
+    ]
+
+
+def test_a_failed_write_loses_nothing_already_saved(tmp_path, monkeypatch):
+    path = str(tmp_path / "checkpoint.keras")
+    model = _dense_model()
+    saver = AtomicCheckpoint(path)
+    _fit_epochs(model, saver, epochs=2)
+    saved = sorted(os.listdir(tmp_path))
+
+    def full_disk(filepath, *args, **kwargs):
+        with open(filepath, "wb") as f:
+            f.write(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(model, "save", full_disk)
+    with pytest.raises(CheckpointWriteError) as error:
+        _fit_epochs(model, saver, epochs=1)
+    message = str(error.value)
+    assert "No space left on device" in message
+    assert "(step 4) is intact" in message
+    assert sorted(os.listdir(tmp_path)) == saved  # no partial file left
+    assert _steps_in(path) == 4
+    assert _steps_in(previous_path(path)) == 2
+
+
+@pytest.mark.slow
+def test_data_that_vanishes_mid_run_fails_naming_it_after_a_checkpoint(
+    tmp_path, monkeypatch, capsys
+):
+    from keras_spactor.data import sources
+
+    corpus = tmp_path / "corpus.jsonl"
+    with open(corpus, "w") as f:
+        for i in range(30):
+            text = f"Sentence {i} of a small corpus that is read again."
+            f.write(json.dumps({"text": text}) + "\n")
+    opened = []
+    real_open_lines = sources._open_lines
+
+    def vanishing(path):  # the file is gone from its fourth opening on
+        opened.append(path)
+        if len(opened) >= 4:
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return real_open_lines(path)
+
+    monkeypatch.setattr(sources, "_open_lines", vanishing)
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit):
+        cli.main(
+            ["pretrain", "--batch-size", "2", "--inputs-length", "32"]
+            + ["--steps", "40", "--data", str(corpus)]
+            + ["--output-dir", str(run)]
+        )
+    error = capsys.readouterr().err
+    assert "reading --data failed at step" in error
+    assert f"No such file or directory: '{corpus}'" in error
+    assert "{{" not in error
+    step = int(re.search(r"failed at step (\d+)", error).group(1))
+    assert _steps_in(str(run / "checkpoint.keras")) == step
+    assert not (run / "preset").exists()
