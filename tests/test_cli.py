@@ -180,6 +180,7 @@ def test_finetune_bad_inputs_fail_before_work(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.backend_independent
 def test_pretrain_then_finetune_on_sst2(tmp_path):
     # The shipped labelled sentences, read as plain TSV files.
     from keras_spactor.data.examples import labelled_tsv

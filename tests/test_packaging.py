@@ -72,6 +72,7 @@ def test_constraints_pin_every_dependency_inside_its_range(python):
 
 
 @pytest.mark.slow
+@pytest.mark.backend_independent
 def test_wheel_holds_the_package_and_the_command(tmp_path):
     """The guides install the wheel; it must hold every module and the
     `keras-spactor` entry point, and be named as the guides say."""

@@ -171,6 +171,7 @@ def test_explicit_options_read_both_spellings():
 
 
 @pytest.mark.slow
+@pytest.mark.backend_independent
 def test_cli_resume_refuses_other_settings_and_extends(tmp_path, capsys):
     run = str(tmp_path / "run")
     tiny = ["pretrain", "--batch-size", "2", "--inputs-length", "32"]
@@ -298,6 +299,7 @@ def test_a_failed_write_loses_nothing_already_saved(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.backend_independent
 def test_data_that_vanishes_mid_run_fails_naming_it_after_a_checkpoint(
     tmp_path, monkeypatch, capsys
 ):
