@@ -279,6 +279,14 @@ def reconcile_with_saved_run(args):
         saved = run_config.read_run_config(args.output_dir)
     except ValueError as error:
         fail(f"--resume: {error}")
+    if saved is None:
+        print(
+            f"keras-spactor: {args.output_dir} has no config.json (a run "
+            "from an earlier version): resuming with the options given, "
+            "unchecked.",
+            file=sys.stderr,
+        )
+        return
     explicit = getattr(args, "explicit", set())
     mismatches = run_config.reconcile_resume(args, saved, explicit)
     if mismatches:

@@ -101,16 +101,14 @@ def write_run_config(output_dir, config):
 
 
 def read_run_config(output_dir):
-    """The saved `config.json` of a run, or a `ValueError` saying why not."""
+    """The saved `config.json` of a run; `None` for a run that predates it;
+    a `ValueError` when it cannot be read."""
     path = os.path.join(output_dir, RUN_CONFIG_FILE)
     try:
         with open(path) as f:
             config = json.load(f)
     except FileNotFoundError:
-        raise ValueError(
-            f"{path} is missing: the run's settings are unknown, so it "
-            "cannot be resumed safely"
-        ) from None
+        return None
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON ({error})") from None
     if "arguments" not in config:

@@ -163,6 +163,15 @@ def test_resume_takes_what_is_left_out_and_names_each_mismatch(tmp_path):
     assert any(m.startswith("--data 'other.jsonl'") for m in mismatches)
 
 
+def test_run_without_config_predates_it_and_bad_config_is_an_error(
+    tmp_path,
+):
+    assert run_config.read_run_config(str(tmp_path)) is None
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        run_config.read_run_config(str(tmp_path))
+
+
 def test_explicit_options_read_both_spellings():
     names = run_config.explicit_options(
         ["pretrain", "--batch-size", "8", "--seed=3", "--resume"]
