@@ -311,6 +311,7 @@ def quiet_runs(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.backend_independent
 def test_pretrain_output_is_quiet_and_shows_the_stage(quiet_runs):
     output = quiet_runs["pretrain"]
     for noise in RUNTIME_NOISE:
@@ -337,6 +338,7 @@ def test_pretrain_output_is_quiet_and_shows_the_stage(quiet_runs):
 
 
 @pytest.mark.slow
+@pytest.mark.backend_independent
 def test_finetune_runs_offline_on_the_shipped_examples(quiet_runs):
     for noise in RUNTIME_NOISE:
         assert noise not in quiet_runs["finetune"]
@@ -348,6 +350,7 @@ def test_finetune_runs_offline_on_the_shipped_examples(quiet_runs):
 
 
 @pytest.mark.slow
+@pytest.mark.backend_independent
 def test_no_tensorflow_startup_notices(quiet_runs):
     # Printed while the package imports TensorFlow, before `cli.main`: the
     # package's first import, `_cli_startup`, filters them.
@@ -357,6 +360,7 @@ def test_no_tensorflow_startup_notices(quiet_runs):
 
 
 @pytest.mark.slow
+@pytest.mark.backend_independent
 def test_verbose_shows_what_quiet_hides(tmp_path_factory):
     cache = tmp_path_factory.getbasetemp() / "vocabulary-cache"
     out = tmp_path_factory.mktemp("verbose") / "run"

@@ -199,6 +199,7 @@ def test_majority_rate_and_label_counts_of_a_hand_made_tsv(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.backend_independent
 def test_finetune_metrics_describe_its_predictions(preset, tmp_path):
     train = _write_tsv(
         tmp_path / "train.tsv",
@@ -246,6 +247,7 @@ def test_training_steps_prefers_steps_over_epochs():
 
 
 @pytest.mark.slow
+@pytest.mark.backend_independent
 def test_default_recipe_learns_whether_a_cat_is_mentioned(preset, tmp_path):
     train = _write_tsv(tmp_path / "train.tsv", _cat_sentences(200, seed=1))
     evaluation = _write_tsv(tmp_path / "eval.tsv", _cat_sentences(100, seed=2))
