@@ -313,6 +313,38 @@ def _loss_curve_callback(steps, windows=10):
     return LossCurve()
 
 
+def training_arrays(model, texts, labels, num_examples, seed):
+    """`num_examples` preprocessed training examples, in training order.
+
+    Shuffled passes over the training set, back to back (what
+    shuffle-repeat-batch gives), tokenized once by `model.preprocessor`
+    into numpy arrays, so fine-tuning needs no `tf.data`.
+
+    Args:
+        model: a `keras_hub.models.T5Seq2SeqLM` with its preprocessor.
+        texts, labels: lists of str, the training set.
+        num_examples: int. Steps times batch size.
+        seed: int. Seeds the order.
+
+    Returns:
+        `(x, y, sample_weight)` of numpy arrays with `num_examples` rows.
+
+    Example:
+    ```python
+    x, y, w = training_arrays(lm, ["a gem", "a dud"], ["pos", "neg"], 8, 0)
+    ```
+    """
+    x, y, sample_weight = model.preprocessor(
+        {"encoder_text": list(texts), "decoder_text": list(labels)}
+    )
+    rng = np.random.default_rng(seed)
+    passes = -(-num_examples // len(texts))
+    order = np.concatenate([rng.permutation(len(texts)) for _ in range(passes)])
+    order = order[:num_examples]
+    x = {name: np.asarray(value)[order] for name, value in x.items()}
+    return x, np.asarray(y)[order], np.asarray(sample_weight)[order]
+
+
 def finetune(
     preset,
     train_path,
@@ -426,7 +458,6 @@ def finetune(
         warmup_steps = default_warmup_steps(steps)
 
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     model = load_for_finetuning(preset, dropout)
@@ -447,18 +478,19 @@ def finetune(
         weighted_metrics=["sparse_categorical_accuracy"],
         sampler="greedy",  # keras-hub's default samples at random (top-k)
     )
-    train = tf.data.Dataset.from_tensor_slices(
-        {"encoder_text": train_texts, "decoder_text": train_labels}
+    x, y, sample_weight = training_arrays(
+        model, train_texts, train_labels, steps * batch_size, seed
     )
-    # Batching after `repeat` keeps every batch full.
-    train = train.shuffle(len(train_texts), seed=seed).repeat()
-    train = train.batch(batch_size)
     curve = _loss_curve_callback(steps)
-    model.fit(
-        train,
+    # keras-hub's `fit` would run the preprocessor again on these arrays.
+    keras.Model.fit(
+        model,
+        x,
+        y,
+        sample_weight=sample_weight,
+        batch_size=batch_size,
         epochs=1,
-        steps_per_epoch=steps,
-        shuffle=False,  # `train` is shuffled
+        shuffle=False,  # the arrays are in the order to train on
         callbacks=[curve],
         verbose=2,
     )

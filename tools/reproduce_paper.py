@@ -66,7 +66,7 @@ SETTINGS = {
         "learning_rate": 1e-3,
         "vocabulary_size": 8000,
         "validation_batches": 20,
-        "finetune_examples": None,
+        "finetune_examples": 10000,
         "finetune_steps": 500,
         "evaluation_examples": None,
         "mixed_precision": True,
@@ -87,6 +87,9 @@ SETTINGS = {
         "evaluation_examples": 32,
     },
 }
+# The SentencePiece model's file name in --export-batches' directory.
+VOCABULARY = "vocabulary.model"
+
 TASKS = {
     "sst2": ("sst2.train.tsv", "sst2.validation.tsv"),
     "trec": ("trec.train.tsv", "trec.test.tsv"),
@@ -125,6 +128,19 @@ def parse_args(argv=None):
         action="store_const",
         const=True,
         help="bfloat16 compute (mixed_bfloat16), for accelerators.",
+    )
+    p.add_argument(
+        "--export-batches",
+        metavar="DIR",
+        help="Write the vocabulary and every pre-training and validation "
+        "batch the run would read to DIR (needs TensorFlow), then stop.",
+    )
+    p.add_argument(
+        "--batches",
+        metavar="DIR",
+        help="Read pre-training from --export-batches' DIR instead of the "
+        "corpus: the run then needs no TensorFlow (e.g. a GPU machine with "
+        "JAX alone).",
     )
     p.add_argument("--output-dir", default=os.path.join("runs", "reproduce"))
     p.add_argument(
@@ -166,6 +182,18 @@ def corpus_vocabulary(args):
     return prefix + ".model"
 
 
+def _pretraining_batches(tokenizer, args, seed):
+    from keras_spactor.data import pretraining_dataset
+
+    return pretraining_dataset(
+        args.corpus,
+        tokenizer,
+        batch_size=args.batch_size,
+        inputs_length=args.inputs_length,
+        seed=seed,
+    )
+
+
 def _validation_batches(tokenizer, args):
     from keras_spactor.data import pretraining_dataset
 
@@ -181,8 +209,68 @@ def _validation_batches(tokenizer, args):
     ).take(args.validation_batches)
 
 
+def _model_arrays(inputs, targets):
+    """numpy `{"inputs", "targets"}` rows -> keras-hub's (x, y, weights),
+    as `pretraining_dataset` batches them."""
+    import numpy as np
+
+    inputs, targets = inputs.astype("int32"), targets.astype("int32")
+    x = {
+        "encoder_token_ids": inputs,
+        "encoder_padding_mask": inputs != 0,
+        # T5's decoder starts with the pad id.
+        "decoder_token_ids": np.pad(targets[:, :-1], [[0, 0], [1, 0]]),
+        "decoder_padding_mask": targets != 0,
+    }
+    return x, targets, (targets != 0).astype("float32")
+
+
+def _load_batches(args, name):
+    import numpy as np
+
+    with np.load(os.path.join(args.batches, name)) as arrays:
+        return arrays["inputs"], arrays["targets"]
+
+
+def export_batches(args):
+    """Everything the run reads from the corpus, as numpy arrays."""
+    import shutil
+
+    import keras_hub
+    import numpy as np
+
+    os.makedirs(args.export_batches, exist_ok=True)
+    vocabulary = corpus_vocabulary(args)
+    shutil.copy(vocabulary, os.path.join(args.export_batches, VOCABULARY))
+    tokenizer = keras_hub.models.T5Tokenizer(proto=vocabulary)
+    streams = {"validation.npz": _validation_batches(tokenizer, args)}
+    for seed in args.seeds:
+        streams[f"pretrain_seed{seed}.npz"] = _pretraining_batches(
+            tokenizer, args, seed
+        ).take(args.steps)
+    for name, dataset in streams.items():
+        inputs, targets = [], []
+        for x, y, _ in dataset.as_numpy_iterator():
+            inputs.append(x["encoder_token_ids"])
+            targets.append(y)
+        ids = "int16" if args.vocabulary_size <= 2**15 else "int32"
+        np.savez_compressed(
+            os.path.join(args.export_batches, name),
+            inputs=np.concatenate(inputs).astype(ids),
+            targets=np.concatenate(targets).astype(ids),
+        )
+        print(f"wrote {name}: {len(inputs)} batches", flush=True)
+
+
 def validation_metrics(model, tokenizer, args):
-    """SC loss on held-out text, and how alike the encoder's outputs are.
+    """SC loss on held-out text, how much of it the encoder explains, and
+    how alike the encoder's outputs are.
+
+    `encoder_use` is the held-out SC loss with every example's encoder
+    inputs swapped for another example's, minus the real loss: 0 when the
+    decoder predicts the spans from its own prefix alone (a language model
+    of the targets that ignores the encoder), growing as the decoder reads
+    the context around each sentinel.
 
     `encoder_token_cosine` is the mean cosine between each token's encoder
     output and the mean output over the batch: near 0 when tokens keep
@@ -192,14 +280,37 @@ def validation_metrics(model, tokenizer, args):
     import numpy as np
     from keras import ops
 
-    dataset = _validation_batches(tokenizer, args)
-    loss = model.evaluate(dataset, verbose=0, return_dict=True)["sc_loss"]
-    x, _ = next(iter(dataset.take(1)))[:2]
-    outputs = model.backbone(
-        {k: ops.convert_to_tensor(v.numpy()) for k, v in x.items()}
-    )
+    if args.batches:
+        inputs, targets = _load_batches(args, "validation.npz")
+    else:
+        inputs, targets = [], []
+        for x, y, _ in _validation_batches(tokenizer, args).as_numpy_iterator():
+            inputs.append(x["encoder_token_ids"])
+            targets.append(y)
+        inputs, targets = np.concatenate(inputs), np.concatenate(targets)
+    size = args.batch_size
+    x, y, weights = _model_arrays(inputs, targets)
+
+    def sc_loss(x):
+        return model.evaluate(
+            x,
+            y,
+            sample_weight=weights,
+            batch_size=size,
+            verbose=0,
+            return_dict=True,
+        )["sc_loss"]
+
+    loss = sc_loss(x)
+    # Each example's targets with the next example's encoder inputs.
+    rolled = dict(x)
+    for key in ("encoder_token_ids", "encoder_padding_mask"):
+        rolled[key] = np.roll(x[key], 1, axis=0)
+    rolled_loss = sc_loss(rolled)
+    first = {k: ops.convert_to_tensor(v[:size]) for k, v in x.items()}
+    outputs = model.backbone(first)
     hidden = ops.convert_to_numpy(outputs["encoder_sequence_output"])
-    tokens = hidden[x["encoder_padding_mask"].numpy().astype(bool)]
+    tokens = hidden[x["encoder_padding_mask"][:size]]
     tokens = tokens.astype("float64")
     mean = tokens.mean(axis=0)
     cosines = (
@@ -209,6 +320,7 @@ def validation_metrics(model, tokenizer, args):
     )
     return {
         "validation_sc_loss": loss,
+        "encoder_use": rolled_loss - loss,
         "encoder_token_cosine": float(cosines.mean()),
     }
 
@@ -247,13 +359,12 @@ def random_init(seed, vocabulary, args, out):
     }
 
 
-def pretrain(name, tau, seed, vocabulary, args, out):
-    """Train N steps; save presets at N/2 and N. Returns checkpoint rows."""
+def pretrain(name, tau, seed, vocabulary, args, out, keep):
+    """Train N steps; save presets at N/2 and N; `keep` each checkpoint's
+    row."""
     import keras
 
     import keras_spactor
-    from keras_spactor.data import pretraining_dataset
-    from keras_spactor.data import span_corruption_lengths
     from keras_spactor.flops import train_step_flops
 
     model, tokenizer = _new_model(args, vocabulary, seed, tau)
@@ -268,50 +379,64 @@ def pretrain(name, tau, seed, vocabulary, args, out):
         warmup_steps=max(1, args.steps // 10),
     )
     model.compile(optimizer=keras.optimizers.AdamW(schedule))
-    dataset = pretraining_dataset(
-        args.corpus,
-        tokenizer,
-        batch_size=args.batch_size,
-        inputs_length=args.inputs_length,
-        seed=seed,
-    )
-    shape = (
-        args.batch_size,
-        args.inputs_length,
-        span_corruption_lengths(args.inputs_length)[1],
-    )
+    if args.batches:
+        arrays = _model_arrays(*_load_batches(args, f"pretrain_seed{seed}.npz"))
+        targets_length = arrays[1].shape[1]
+    else:
+        from keras_spactor.data import span_corruption_lengths
+
+        dataset = _pretraining_batches(tokenizer, args, seed)
+        targets_length = span_corruption_lengths(args.inputs_length)[1]
+    shape = (args.batch_size, args.inputs_length, targets_length)
     progress = keras_spactor.callbacks.TrainingProgress(
         args.batch_size * args.inputs_length,
         train_step_flops(model, *shape, hybrid=True),
         train_step_flops(model, *shape, hybrid=False),
     )
-    rows = []
     for checkpoint in (args.steps // 2, args.steps):
         start = time.time()
-        model.fit(
-            # The stream is deterministic: skip what was consumed.
-            dataset.skip(progress.step),
-            steps_per_epoch=checkpoint - progress.step,
-            epochs=1,
-            verbose=0,
-            callbacks=[progress],
-        )
+        if args.batches:
+            rows_done = slice(
+                progress.step * args.batch_size, checkpoint * args.batch_size
+            )
+            x, y, weights = (
+                {k: v[rows_done] for k, v in arrays[0].items()},
+                arrays[1][rows_done],
+                arrays[2][rows_done],
+            )
+            model.fit(
+                x,
+                y,
+                sample_weight=weights,
+                batch_size=args.batch_size,
+                epochs=1,
+                shuffle=False,
+                verbose=0,
+                callbacks=[progress],
+            )
+        else:
+            model.fit(
+                # The stream is deterministic: skip what was consumed.
+                dataset.skip(progress.step),
+                steps_per_epoch=checkpoint - progress.step,
+                epochs=1,
+                verbose=0,
+                callbacks=[progress],
+            )
         preset = os.path.join(out, f"{name}_seed{seed}_step{checkpoint}")
         model.save_to_preset(preset)
-        rows.append(
-            {
-                "objective": name,
-                "tau": tau,
-                "seed": seed,
-                "steps": checkpoint,
-                "train_flops": progress.train_flops,
-                "train_seconds": round(time.time() - start, 1),
-                "preset": preset,
-                **validation_metrics(model, tokenizer, args),
-            }
-        )
-        print(json.dumps(rows[-1]), flush=True)
-    return rows
+        row = {
+            "objective": name,
+            "tau": tau,
+            "seed": seed,
+            "steps": checkpoint,
+            "train_flops": progress.train_flops,
+            "train_seconds": round(time.time() - start, 1),
+            "preset": preset,
+            **validation_metrics(model, tokenizer, args),
+        }
+        print(json.dumps(row), flush=True)
+        keep(row)
 
 
 def downstream(row, args, out):
@@ -337,7 +462,7 @@ def downstream(row, args, out):
     print(json.dumps(row), flush=True)
 
 
-METRICS = ["validation_sc_loss", "encoder_token_cosine"] + [
+METRICS = ["validation_sc_loss", "encoder_use", "encoder_token_cosine"] + [
     f"{t}_accuracy" for t in TASKS
 ]
 
@@ -432,20 +557,21 @@ def _cell(entry, metric, digits=3):
 
 def markdown(table, differences, majority):
     lines = [
-        "| arm | steps | train TFLOPs | val SC loss | encoder cosine "
-        "| SST-2 acc | TREC acc | seeds |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| arm | steps | train TFLOPs | val SC loss | encoder use "
+        "| encoder cosine | SST-2 acc | TREC acc | seeds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for e in table:
         lines.append(
             f"| {e['arm']} | {e['steps']} | {e['train_flops'] / 1e12:.2f} | "
             f"{_cell(e, 'validation_sc_loss')} | "
+            f"{_cell(e, 'encoder_use')} | "
             f"{_cell(e, 'encoder_token_cosine')} | "
             f"{_cell(e, 'sst2_accuracy')} | {_cell(e, 'trec_accuracy')} | "
             f"{e['seeds']} |"
         )
     lines.append(
-        "| majority class | | | | | "
+        "| majority class | | | | | | "
         + " | ".join(f"{majority.get(t, float('nan')):.3f}" for t in TASKS)
         + " | |"
     )
@@ -453,8 +579,9 @@ def markdown(table, differences, majority):
         "",
         "Paired differences over seeds (a - b: mean ± standard error, z):",
         "",
-        "| a | b | val SC loss | encoder cosine | SST-2 acc | TREC acc |",
-        "|---|---|---:|---:|---:|---:|",
+        "| a | b | val SC loss | encoder use | encoder cosine | SST-2 acc "
+        "| TREC acc |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for d in differences:
 
@@ -579,27 +706,39 @@ def main(argv=None):
     if args.report_only:
         report(_read_rows(rows_path), args)
         return
-    for path in list(args.corpus) + [args.downstream]:
+    needed = [args.batches] if args.batches else list(args.corpus)
+    if not args.export_batches:
+        needed.append(args.downstream)
+    for path in needed:
         if not os.path.isdir(path):
             raise SystemExit(f"reproduce_paper: {path} does not exist")
-    os.makedirs(args.output_dir, exist_ok=True)
+    if args.export_batches:
+        export_batches(args)
+        return
+    out = args.output_dir
+    os.makedirs(out, exist_ok=True)
     if args.mixed_precision:
         import keras
 
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     start = time.time()
-    vocabulary = corpus_vocabulary(args)
+    if args.batches:
+        vocabulary = os.path.join(args.batches, VOCABULARY)
+    else:
+        vocabulary = corpus_vocabulary(args)
     rows = []
+
+    def keep(row):
+        _append(rows_path, row)
+        rows.append(row)
+
     for seed in args.seeds:
-        seed_rows = [random_init(seed, vocabulary, args, args.output_dir)]
-        seed_rows += pretrain("sc", 0, seed, vocabulary, args, args.output_dir)
+        # Each row is kept as soon as it exists: a run cut short (a time
+        # limit on a rented machine) still reports what it finished.
+        keep(random_init(seed, vocabulary, args, out))
+        pretrain("sc", 0, seed, vocabulary, args, out, keep)
         for tau in args.tau:
-            seed_rows += pretrain(
-                "spactor", tau, seed, vocabulary, args, args.output_dir
-            )
-        for row in seed_rows:
-            _append(rows_path, row)
-        rows += seed_rows
+            pretrain("spactor", tau, seed, vocabulary, args, out, keep)
     pretrain_minutes = (time.time() - start) / 60
     for row in _finetune_order(rows):
         downstream(row, args, args.output_dir)

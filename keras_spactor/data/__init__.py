@@ -1,31 +1,41 @@
-"""Input pipeline: text sources, span corruption, vocabularies."""
+"""Input pipeline: text sources, span corruption, vocabularies.
 
-from keras_spactor.data.builtin_corpus import (
-    builtin_corpus_documents as builtin_corpus_documents,
-)
-from keras_spactor.data.pretraining_dataset import (
-    pretraining_dataset as pretraining_dataset,
-)
-from keras_spactor.data.pretraining_dataset import (
-    span_corruption_examples as span_corruption_examples,
-)
-from keras_spactor.data.sources import DocumentStats as DocumentStats
-from keras_spactor.data.sources import iter_documents as iter_documents
-from keras_spactor.data.sources import text_dataset as text_dataset
-from keras_spactor.data.span_corruption import (
-    random_spans_noise_mask as random_spans_noise_mask,
-)
-from keras_spactor.data.span_corruption import (
-    span_corruption as span_corruption,
-)
-from keras_spactor.data.span_corruption import (
-    span_corruption_lengths as span_corruption_lengths,
-)
-from keras_spactor.data.vocabulary import (
-    default_vocabulary as default_vocabulary,
-)
-from keras_spactor.data.vocabulary import mask_token_id as mask_token_id
-from keras_spactor.data.vocabulary import train_vocabulary as train_vocabulary
-from keras_spactor.data.vocabulary import (
-    validate_sentinels as validate_sentinels,
-)
+Names are imported on first use, so that `import keras_spactor` (and
+`SpacTorT5` on JAX, fed by your own arrays) works where TensorFlow is not
+installed; the pipeline itself is `tf.data` and needs it.
+"""
+
+import importlib
+
+_NAMES = {
+    "builtin_corpus_documents": "builtin_corpus",
+    "pretraining_dataset": "pretraining_dataset",
+    "span_corruption_examples": "pretraining_dataset",
+    "DocumentStats": "sources",
+    "iter_documents": "sources",
+    "text_dataset": "sources",
+    "random_spans_noise_mask": "span_corruption",
+    "span_corruption": "span_corruption",
+    "span_corruption_lengths": "span_corruption",
+    "default_vocabulary": "vocabulary",
+    "mask_token_id": "vocabulary",
+    "train_vocabulary": "vocabulary",
+    "validate_sentinels": "vocabulary",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name):
+    if name not in _NAMES:
+        raise AttributeError(
+            f"module 'keras_spactor.data' has no attribute {name!r}"
+        )
+    module = importlib.import_module(f"keras_spactor.data.{_NAMES[name]}")
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_NAMES))

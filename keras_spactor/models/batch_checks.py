@@ -1,8 +1,9 @@
 """Checks on the first batch, so bad data fails before anything compiles."""
 
+import sys
+
 import keras
 import numpy as np
-import tensorflow as tf
 
 REQUIRED_INPUT_KEYS = (
     "encoder_token_ids",
@@ -30,8 +31,14 @@ def check_structure(x, y):
         raise ValueError("SpacTorT5 needs span-corruption targets `y`.")
 
 
+def _is_tf_dataset(x):
+    # Without TensorFlow imported, `x` cannot be a `tf.data.Dataset`.
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(x, tf.data.Dataset)
+
+
 def _first_batch(x, y):
-    if isinstance(x, tf.data.Dataset):
+    if _is_tf_dataset(x):
         data = next(iter(x.take(1)), None)
         if data is None:
             raise ValueError("The training dataset is empty.")
@@ -47,7 +54,7 @@ def check_first_batch(model, x, y=None):
         x: what `fit` received (a `tf.data.Dataset`, or a dict of arrays).
         y: targets, when `x` is not a dataset.
     """
-    if x is None or not isinstance(x, (dict, tf.data.Dataset)):
+    if x is None or not (isinstance(x, dict) or _is_tf_dataset(x)):
         return  # Other inputs (generators, PyDatasets) are checked when traced.
     x, y = _first_batch(x, y)
     check_structure(x, y)
