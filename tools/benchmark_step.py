@@ -11,6 +11,7 @@ FLOPs ratios next to the measured ones.
 """
 
 import argparse
+import functools
 import json
 import statistics
 import time
@@ -18,7 +19,6 @@ import time
 import keras
 import keras_hub
 import numpy as np
-import tensorflow as tf
 
 import keras_spactor
 from keras_spactor.flops import train_step_flops
@@ -54,6 +54,21 @@ def batch(batch_size, inputs_length, targets_length, seed=0):
     return x, tgt.astype("int32")
 
 
+def repeated(x, y):
+    """The batch forever: a `tf.data` dataset where TensorFlow is, else a
+    generator (a GPU machine with JAX alone)."""
+    try:
+        import tensorflow as tf
+    except ImportError:
+
+        def forever():
+            while True:
+                yield x, y
+
+        return forever()
+    return tf.data.Dataset.from_tensors((x, y)).repeat()
+
+
 def backbone(config):
     shape = dict(T5_V1_1)
     shape.update(SPACTOR_PRESETS[f"spactor_t5_{config}"]["backbone"])
@@ -79,9 +94,14 @@ def build(variant, config):
 
 
 def time_steps(model, dataset, steps):
-    model.fit(dataset, steps_per_epoch=2, epochs=1, verbose=0)  # compile
+    # keras-hub's `fit` only adds a preprocessing pass (none here) and
+    # needs tf.data or grain for it: call Keras' own for its model.
+    fit = model.fit
+    if isinstance(model, keras_hub.models.Task):
+        fit = functools.partial(keras.Model.fit, model)
+    fit(dataset, steps_per_epoch=2, epochs=1, verbose=0)  # compile
     start = time.perf_counter()
-    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+    fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
     return (time.perf_counter() - start) / steps
 
 
@@ -108,17 +128,25 @@ def main():
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     peak = args.peak_tflops or cpu_peak_tflops()
     x, y = batch(args.batch_size, args.inputs_length, args.targets_length)
-    dataset = tf.data.Dataset.from_tensors((x, y)).repeat()
+    dataset = repeated(x, y)
     variants = ["a_keras_hub", "b_tau0", "c_stage1", "d_stage2"]
-    models = {v: build(v, args.config) for v in variants}
+    models = {}
+    for v in variants:
+        start = time.perf_counter()
+        models[v] = build(v, args.config)
+        print(json.dumps({"built": v, "s": time.perf_counter() - start}))
     # Stage 2 "after" stage 1: one hybrid step first, then tau passes.
     models["d_stage2"].tau = None
     models["d_stage2"].fit(dataset, steps_per_epoch=1, verbose=0)
     models["d_stage2"].tau = 1
     seconds = {v: [] for v in variants}
-    for _ in range(args.rounds):
+    for round_index in range(args.rounds):
         for v in variants:
             seconds[v].append(time_steps(models[v], dataset, args.steps))
+            # One line per measurement: a run cut short (a time limit on
+            # a rented accelerator) still reports what it measured.
+            line = {"round": round_index, "variant": v, "s": seconds[v][-1]}
+            print(json.dumps(line), flush=True)
     # This VM's step times are bimodal (steal / thread scheduling): the
     # ratios use the best round of each variant, the median is reported too.
     median = {v: statistics.median(s) for v, s in seconds.items()}

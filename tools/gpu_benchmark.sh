@@ -12,7 +12,7 @@ peak="${1:-989}"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 export KERAS_BACKEND=jax
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.9
-timeout 450 python tools/benchmark_step.py \
+timeout 450 python3 tools/benchmark_step.py \
     --config base --mixed-precision --peak-tflops "${peak}" \
     --batch-size 64 --inputs-length 512 --targets-length 114 \
     --steps 10 --rounds 3
