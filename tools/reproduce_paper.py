@@ -49,17 +49,18 @@ SETTINGS = {
         "finetune_steps": 300,
         "evaluation_examples": None,
     },
-    # T5 v1.1 small shape, bf16, one GPU: both arms and the baseline in
-    # under 9 minutes on an H100 (tools/gpu_reproduce.sh). Sized by
-    # arithmetic, not yet run on a device.
+    # T5 v1.1 small shape, bf16, one GPU (tools/gpu_reproduce.sh). Sized
+    # to about 9 minutes from one measurement: on an H200 (JAX, fed from
+    # --batches) SC trained at 0.13 s/step, so 2 x 2,000 steps left no
+    # time for fine-tuning within 9 minutes; 2 x 1,000 steps take ~5.
     "h100_small": {
         "preset": "spactor_t5_small",
         "corpus": [
             os.path.join(SHARED, "corpus-general"),
             os.path.join(SHARED, "corpus"),
         ],
-        "steps": 2000,
-        "tau": [500],
+        "steps": 1000,
+        "tau": [250],
         "seeds": [0],
         "batch_size": 64,
         "inputs_length": 128,
@@ -67,7 +68,7 @@ SETTINGS = {
         "vocabulary_size": 8000,
         "validation_batches": 20,
         "finetune_examples": 10000,
-        "finetune_steps": 500,
+        "finetune_steps": 300,
         "evaluation_examples": None,
         "mixed_precision": True,
     },
