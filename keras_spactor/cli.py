@@ -502,9 +502,7 @@ def pretrain(args):
         from keras_spactor.distribution import check_layout_map
 
         try:
-            check_layout_map(
-                keras.distribution.distribution()._layout_map, model
-            )
+            check_layout_map(keras.distribution.distribution(), model)
         except ValueError as error:
             fail(str(error))
     done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))

@@ -12,9 +12,7 @@ distribution = keras_spactor.distribution.model_parallel(model_shards=4)
 keras_spactor.distribution.check_batch_size(distribution, 64)
 keras.distribution.set_distribution(distribution)
 model = keras_spactor.SpacTorT5.from_preset("spactor_t5_base", tau=50000)
-keras_spactor.distribution.check_layout_map(
-    distribution._layout_map, model
-)
+keras_spactor.distribution.check_layout_map(distribution, model)
 model.compile(optimizer="adafactor")
 model.fit(dataset, ...)
 ```
@@ -33,6 +31,8 @@ import logging
 import re
 
 import keras
+
+from keras_spactor._keras_compat import distribution_layout_map
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,8 @@ def check_layout_map(layouts, model):
     weights it meant to shard replicated. Call this once the model is built.
 
     Args:
-        layouts: a `keras.distribution.LayoutMap` (e.g. from `layout_map`).
+        layouts: a `keras.distribution.LayoutMap` (e.g. from `layout_map`),
+            or the `keras.distribution.ModelParallel` that holds it.
         model: the built model (e.g. a `SpacTorT5`).
 
     Example:
@@ -159,6 +160,8 @@ def check_layout_map(layouts, model):
     )
     ```
     """
+    if isinstance(layouts, keras.distribution.ModelParallel):
+        layouts = distribution_layout_map(layouts)
     missing = unmatched_layout_keys(layouts, model)
     if missing:
         examples = [v.path for v in model.variables][:4]

@@ -1,5 +1,7 @@
 import keras
 
+from keras_spactor._keras_compat import learning_rate_schedule
+
 
 class TrainingProgress(keras.callbacks.Callback):
     """Adds `learning_rate`, `tokens_seen` and `train_flops` to the logs.
@@ -40,8 +42,7 @@ class TrainingProgress(keras.callbacks.Callback):
         self.step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
         # Read here, synced: during a JAX fit the optimizer's variables live
         # in the train state, not on the model.
-        rate = model.optimizer._learning_rate
-        self._schedule = rate if callable(rate) else None
+        self._schedule = learning_rate_schedule(model.optimizer)
         self._constant_rate = float(
             keras.ops.convert_to_numpy(model.optimizer.learning_rate)
         )

@@ -1,10 +1,11 @@
 """SpacTorT5's stateless train and test steps for the JAX backend."""
 
-import contextlib
 import functools
 
 import jax
 import keras
+
+from keras_spactor._keras_compat import jax_state_attached
 
 
 def _values_after(scope, variables, old_values):
@@ -119,31 +120,13 @@ def read_iterations(model, args):
     return int(state[2][_iterations_index(model)])
 
 
-@contextlib.contextmanager
 def state_attached(model, args):
-    """Puts the train state back on purged variables while a step builds.
-
-    During an epoch Keras keeps the state only in the train function's
-    arguments and sets the variables' values to `None`; under a
-    `keras.distribution`, building a train function reads every variable's
-    sharding, so a variant built mid-epoch (the stage switch) needs them.
-    They are purged again afterwards: the state buffers get donated.
-    """
+    """Puts the train state back on the model's purged variables while a
+    stage variant builds mid-epoch (see `jax_state_attached`)."""
     groups = [
         model.trainable_variables,
         model.non_trainable_variables,
         model.optimizer.variables,
         model.metrics_variables,
     ]
-    attached = []
-    state = args[0] if args else ()
-    for variables, values in zip(groups, state):
-        for variable, value in zip(variables, values):
-            if variable._value is None:
-                variable._value = value
-                attached.append(variable)
-    try:
-        yield
-    finally:
-        for variable in attached:
-            variable._value = None
+    return jax_state_attached(groups, args[0] if args else ())

@@ -2,8 +2,6 @@ import math
 
 import keras
 from keras import ops
-from keras.src.backend import random_seed_dtype
-from keras.src.random.seed_generator import make_default_seed
 
 from keras_spactor.data import vocabulary as data_vocabulary
 from keras_spactor.layers.generator_masked_lm_head import GeneratorMaskedLMHead
@@ -230,12 +228,17 @@ class SpacTorT5(keras.Model):
         # The masking/sampling stream is a weight of the model (not a
         # `keras.random.SeedGenerator`, whose state Keras does not save), so
         # a checkpoint resumes it exactly.
-        initial_seed = seed if seed is not None else make_default_seed()
+        # Keras' own generator draws the default seed (from Python's
+        # `random`, which `keras.utils.set_random_seed` seeds) and knows the
+        # backend's seed dtype; its first state is copied into the weight.
+        drawn = keras.random.SeedGenerator(seed).state
         self.masking_seed_state = self.add_weight(
             name="masking_seed_state",
             shape=(2,),
-            dtype=random_seed_dtype(),
-            initializer=keras.initializers.Constant([initial_seed, 0]),
+            dtype=drawn.dtype,
+            initializer=keras.initializers.Constant(
+                ops.convert_to_numpy(drawn.value)
+            ),
             trainable=False,
             aggregation="none",
         )

@@ -2,7 +2,6 @@
 
 import keras
 import tensorflow as tf
-from keras.src.losses.loss import scale_loss_for_distribution
 
 
 def _gradients(model, hybrid, variables, x, y, sample_weight):
@@ -10,7 +9,7 @@ def _gradients(model, hybrid, variables, x, y, sample_weight):
         loss, stats = model.compute_losses(
             x, y, sample_weight, hybrid=hybrid, training=True
         )
-        loss = scale_loss_for_distribution(loss)
+        loss = _per_replica(loss)
     grads = tape.gradient(loss, variables)
     # Stage 2 does not reach the generator: zeros (TF's own ZERO option
     # trips over Keras variables' string dtypes).
@@ -68,3 +67,13 @@ def test_step(model, data):
 
 def read_iterations(model, args):
     return int(model.optimizer.iterations.numpy())
+
+
+def _per_replica(loss):
+    """Under a `tf.distribute` strategy gradients are summed over replicas,
+    so each replica's loss is divided by their number (as Keras' own train
+    step does)."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        loss = loss * tf.cast(1.0 / replicas, loss.dtype)
+    return loss

@@ -1,0 +1,57 @@
+"""The only place that reaches into Keras' private state.
+
+Everything else in the package uses public Keras APIs. What is here has no
+public equivalent in Keras 3.15; each function says what it reads and why,
+so a Keras upgrade that moves it breaks one small file, and a test fails.
+"""
+
+import contextlib
+
+
+def learning_rate_schedule(optimizer):
+    """The optimizer's schedule object, or `None` for a constant rate.
+
+    `optimizer.learning_rate` evaluates the schedule at the optimizer's own
+    step, which during a JAX `fit` lives in the train state, not on the
+    model: reading it every step would sync the device. Keeping the
+    schedule and evaluating it at a host-side step count avoids that; Keras
+    keeps it only as `optimizer._learning_rate`.
+    """
+    rate = optimizer._learning_rate
+    return rate if callable(rate) else None
+
+
+def distribution_layout_map(distribution):
+    """A `keras.distribution.ModelParallel`'s `LayoutMap` (kept only as
+    `_layout_map`), to check it against the model before training."""
+    return distribution._layout_map
+
+
+@contextlib.contextmanager
+def jax_state_attached(variable_groups, state):
+    """Puts the train state back on purged variables while a step builds.
+
+    During a JAX epoch Keras keeps the state only in the train function's
+    arguments and sets the variables' values to `None`; under a
+    `keras.distribution`, building a train function reads every variable's
+    sharding, so a variant built mid-epoch (the stage switch) needs them.
+    They are purged again afterwards: the state buffers get donated. Keras
+    has no public way to set a variable's value to `None` or back without
+    copying, so this writes `variable._value`.
+
+    Args:
+        variable_groups: lists of variables (trainable, non-trainable,
+            optimizer, metrics), in the order of the train state.
+        state: the train state, one list of values per group.
+    """
+    attached = []
+    for variables, values in zip(variable_groups, state):
+        for variable, value in zip(variables, values):
+            if variable._value is None:
+                variable._value = value
+                attached.append(variable)
+    try:
+        yield
+    finally:
+        for variable in attached:
+            variable._value = None
