@@ -56,9 +56,13 @@ class GeneratorMaskedLMHead(keras.layers.Layer):
             name="layer_norm",
         )
 
-    def build(self, hidden_shape, embeddings_shape=None):
-        self.dense.build(hidden_shape)
-        self.layer_norm.build(tuple(hidden_shape)[:-1] + (self.embedding_dim,))
+    # Keras matches `<call argument>_shape` names when it builds the layer
+    # on a first call or computes a symbolic output.
+    def build(self, hidden_states_shape, embeddings_shape=None):
+        self.dense.build(hidden_states_shape)
+        self.layer_norm.build(
+            tuple(hidden_states_shape)[:-1] + (self.embedding_dim,)
+        )
         self.bias = self.add_weight(
             name="bias",
             shape=(self.vocabulary_size,),
@@ -73,8 +77,8 @@ class GeneratorMaskedLMHead(keras.layers.Layer):
         logits = ops.matmul(x, ops.transpose(embeddings))
         return logits + ops.cast(self.bias, logits.dtype)
 
-    def compute_output_shape(self, hidden_shape, embeddings_shape=None):
-        return tuple(hidden_shape)[:-1] + (self.vocabulary_size,)
+    def compute_output_shape(self, hidden_states_shape, embeddings_shape=None):
+        return tuple(hidden_states_shape)[:-1] + (self.vocabulary_size,)
 
     def get_config(self):
         config = super().get_config()
