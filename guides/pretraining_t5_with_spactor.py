@@ -76,7 +76,6 @@ import keras_spactor
 from keras_spactor.callbacks import TauScheduler
 from keras_spactor.callbacks import TrainingProgress
 from keras_spactor.data import span_corruption_lengths
-from keras_spactor.flops import train_step_flops
 from keras_spactor.schedules import InverseSquareRootSchedule
 
 SMALL = os.environ.get("SPACTOR_GUIDE_SIZE", "small") == "small"
@@ -241,14 +240,13 @@ model.summary()
   logs; put it before `TensorBoard` so TensorBoard records them.
 """
 
-hybrid_flops, sc_flops = (
-    train_step_flops(
-        model, BATCH_SIZE, INPUTS_LENGTH, TARGETS_LENGTH, hybrid=hybrid
-    )
-    for hybrid in (True, False)
+progress = TrainingProgress.for_model(
+    model, BATCH_SIZE, INPUTS_LENGTH, TARGETS_LENGTH
 )
-print(f"FLOPs per step: hybrid {hybrid_flops:.3g}, SC {sc_flops:.3g}")
-progress = TrainingProgress(BATCH_SIZE * INPUTS_LENGTH, hybrid_flops, sc_flops)
+print(
+    f"FLOPs per step: hybrid {progress.hybrid_step_flops:.3g}, "
+    f"SC {progress.sc_step_flops:.3g}"
+)
 log_dir = os.path.join(OUTPUT_DIR, "logs")
 callbacks = [
     TauScheduler(TAU),

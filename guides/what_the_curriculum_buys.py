@@ -74,7 +74,6 @@ import keras_spactor
 from keras_spactor.callbacks import TauScheduler
 from keras_spactor.callbacks import TrainingProgress
 from keras_spactor.data import span_corruption_lengths
-from keras_spactor.flops import train_step_flops
 
 SMALL = os.environ.get("SPACTOR_GUIDE_SIZE", "small") == "small"
 OUTPUT_DIR = os.environ.get("SPACTOR_GUIDE_OUTPUT", "runs/guides")
@@ -166,11 +165,8 @@ def run(tau, seed=0):
         shuffle_buffer=None,
         repeat=False,
     ).take(VALIDATION_BATCHES)
-    shape = (BATCH_SIZE, INPUTS_LENGTH, TARGETS_LENGTH)
-    progress = TrainingProgress(
-        BATCH_SIZE * INPUTS_LENGTH,
-        train_step_flops(model, *shape, hybrid=True),
-        train_step_flops(model, *shape, hybrid=False),
+    progress = TrainingProgress.for_model(
+        model, BATCH_SIZE, INPUTS_LENGTH, TARGETS_LENGTH
     )
     points = []
     while progress.step < STEPS:

@@ -473,7 +473,6 @@ def pretrain(args):
     from keras_spactor.cli_callbacks import RunLogger
     from keras_spactor.cli_callbacks import StageProgbarLogger
     from keras_spactor.cli_callbacks import StopOnNonFiniteLoss
-    from keras_spactor.flops import train_step_flops
     from keras_spactor.run_config import run_config
     from keras_spactor.run_config import write_run_config
 
@@ -532,12 +531,8 @@ def pretrain(args):
     per_epoch = math.gcd(math.gcd(args.steps, args.checkpoint_every), done)
     epochs = -(-args.steps // per_epoch)
     start = time.time()
-    targets_length = data.span_corruption_lengths(args.inputs_length)[1]
-    shape = (args.batch_size, args.inputs_length, targets_length)
-    progress = keras_spactor.callbacks.TrainingProgress(
-        args.batch_size * args.inputs_length,
-        train_step_flops(model, *shape, hybrid=True),
-        train_step_flops(model, *shape, hybrid=False),
+    progress = keras_spactor.callbacks.TrainingProgress.for_model(
+        model, args.batch_size, args.inputs_length
     )
     logger = RunLogger(args, progress)
     print(startup_line(args, model, tau.resolve(), done), flush=True)

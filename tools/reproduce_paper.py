@@ -366,7 +366,6 @@ def pretrain(name, tau, seed, vocabulary, args, out, keep):
     import keras
 
     import keras_spactor
-    from keras_spactor.flops import train_step_flops
 
     model, tokenizer = _new_model(args, vocabulary, seed, tau)
     # Warmup over a tenth of the run, then cosine decay to a tenth: the
@@ -388,11 +387,8 @@ def pretrain(name, tau, seed, vocabulary, args, out, keep):
 
         dataset = _pretraining_batches(tokenizer, args, seed)
         targets_length = span_corruption_lengths(args.inputs_length)[1]
-    shape = (args.batch_size, args.inputs_length, targets_length)
-    progress = keras_spactor.callbacks.TrainingProgress(
-        args.batch_size * args.inputs_length,
-        train_step_flops(model, *shape, hybrid=True),
-        train_step_flops(model, *shape, hybrid=False),
+    progress = keras_spactor.callbacks.TrainingProgress.for_model(
+        model, args.batch_size, args.inputs_length, targets_length
     )
     for checkpoint in (args.steps // 2, args.steps):
         start = time.time()

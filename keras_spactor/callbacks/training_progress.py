@@ -21,11 +21,45 @@ class TrainingProgress(keras.callbacks.Callback):
 
     Example:
     ```python
-    flops = [train_step_flops(model, 8, 128, 29, hybrid=h) for h in (1, 0)]
-    model.fit(ds, callbacks=[TrainingProgress(8 * 128, *flops),
-                             keras.callbacks.TensorBoard("logs")])
+    progress = TrainingProgress.for_model(model, batch_size=8,
+                                          inputs_length=128)
+    model.fit(ds, callbacks=[progress, keras.callbacks.TensorBoard("logs")])
     ```
     """
+
+    @classmethod
+    def for_model(cls, model, batch_size, inputs_length, targets_length=None):
+        """The callback for `model` trained on batches of this shape.
+
+        Args:
+            model: a `SpacTorT5`.
+            batch_size: int. Examples per optimizer step.
+            inputs_length: int. Encoder length.
+            targets_length: int. Decoder length; default: what
+                `pretraining_dataset` gives for `inputs_length` (T5's
+                noise density 0.15 and mean span 3).
+
+        Returns:
+            A `TrainingProgress` with the FLOPs of a hybrid and of an SC
+            step of that shape (`keras_spactor.flops.train_step_flops`).
+
+        Example:
+        ```python
+        progress = TrainingProgress.for_model(model, 128, 512)
+        ```
+        """
+        from keras_spactor.flops import train_step_flops
+
+        if targets_length is None:
+            from keras_spactor.data import span_corruption_lengths
+
+            targets_length = span_corruption_lengths(inputs_length)[1]
+        shape = (batch_size, inputs_length, targets_length)
+        return cls(
+            batch_size * inputs_length,
+            train_step_flops(model, *shape, hybrid=True),
+            train_step_flops(model, *shape, hybrid=False),
+        )
 
     def __init__(self, tokens_per_step, hybrid_step_flops, sc_step_flops):
         super().__init__()
