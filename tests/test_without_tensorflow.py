@@ -65,3 +65,36 @@ def test_import_and_train_on_jax_without_tensorflow():
     # Two hybrid steps (RTD trained), then the switch at tau=2.
     assert report["rtd_loss"] > 0
     assert report["stage"] == 2
+
+
+SAME_NAME_SCRIPT = """
+import importlib
+import json
+
+import keras_spactor
+
+# Import the modules first, as other code may, then the names.
+for name in ("pretraining_dataset", "span_corruption"):
+    importlib.import_module(f"keras_spactor.data.{name}")
+print(json.dumps({
+    name: getattr(keras_spactor.data, name).__class__.__name__
+    for name in ("pretraining_dataset", "span_corruption")
+}))
+"""
+
+
+def test_data_names_are_the_functions_whatever_was_imported_first():
+    # Names are imported on first use; a submodule imported before would
+    # otherwise shadow the function of the same name.
+    result = subprocess.run(
+        [sys.executable, "-c", SAME_NAME_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    kinds = json.loads(result.stdout.strip().splitlines()[-1])
+    assert kinds == {
+        "pretraining_dataset": "function",
+        "span_corruption": "function",
+    }

@@ -6,6 +6,8 @@ installed; the pipeline itself is `tf.data` and needs it.
 """
 
 import importlib
+import sys
+import types
 
 _NAMES = {
     "builtin_corpus_documents": "builtin_corpus",
@@ -39,3 +41,22 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(_NAMES))
+
+
+# Two modules share their name with their main function. Importing a
+# submodule binds it on this package, whenever and by whomever it is first
+# imported, and the function must win, as it did when this package imported
+# everything up front.
+_FUNCTIONS_NAMED_LIKE_THEIR_MODULE = ("pretraining_dataset", "span_corruption")
+
+
+class _FunctionsOverModules(types.ModuleType):
+    def __setattr__(self, name, value):
+        if name in _FUNCTIONS_NAMED_LIKE_THEIR_MODULE and isinstance(
+            value, types.ModuleType
+        ):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _FunctionsOverModules
