@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_spactor.data import model_batch_arrays
 from keras_spactor.data import span_corruption
 from keras_spactor.data import span_corruption_lengths
 from tests.model_helpers import VOCABULARY_SIZE
@@ -56,14 +57,7 @@ def permutation_language_batches(num_examples, seed):
         )
     )
     batch = next(iter(examples))
-    inputs, targets = batch["inputs"].numpy(), batch["targets"].numpy()
-    x = {
-        "encoder_token_ids": inputs,
-        "encoder_padding_mask": inputs != 0,
-        "decoder_token_ids": np.pad(targets[:, :-1], [[0, 0], [1, 0]]),
-        "decoder_padding_mask": targets != 0,
-    }
-    return x, targets, (targets != 0).astype("float32")
+    return model_batch_arrays(batch["inputs"], batch["targets"])
 
 
 def other_examples_encoder_inputs(x):

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from keras_spactor.data.builtin_corpus import builtin_corpus_documents
+from keras_spactor.data.model_arrays import model_batch_arrays
 from keras_spactor.data.pretraining_dataset import pretraining_dataset
 from keras_spactor.data.pretraining_dataset import span_corruption_examples
 from keras_spactor.data.sources import DocumentStats
@@ -285,3 +286,21 @@ def test_tokenizer_made_before_set_random_seed_still_works(data_tokenizer):
     x, y, _ = next(iter(dataset))
     assert x["encoder_token_ids"].shape == (2, 32)
     assert int(tf.reduce_max(y)) > 2
+
+
+def test_model_batch_arrays_rebuild_the_pipelines_batch(data_tokenizer):
+    # The numpy path (batches stored once, read without TensorFlow) must
+    # give what `pretraining_dataset` gives from its inputs and targets.
+    ds = pretraining_dataset(
+        "builtin:python-docs", data_tokenizer, batch_size=4, inputs_length=64
+    )
+    x, y, sample_weight = next(iter(ds))
+    x2, y2, sample_weight2 = model_batch_arrays(
+        x["encoder_token_ids"].numpy(), y.numpy()
+    )
+    assert sorted(x2) == sorted(x)
+    for key in x:
+        np.testing.assert_array_equal(x2[key], x[key].numpy())
+        assert x2[key].dtype == x[key].numpy().dtype
+    np.testing.assert_array_equal(y2, y.numpy())
+    np.testing.assert_array_equal(sample_weight2, sample_weight.numpy())

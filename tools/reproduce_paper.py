@@ -210,22 +210,6 @@ def _validation_batches(tokenizer, args):
     ).take(args.validation_batches)
 
 
-def _model_arrays(inputs, targets):
-    """numpy `{"inputs", "targets"}` rows -> keras-hub's (x, y, weights),
-    as `pretraining_dataset` batches them."""
-    import numpy as np
-
-    inputs, targets = inputs.astype("int32"), targets.astype("int32")
-    x = {
-        "encoder_token_ids": inputs,
-        "encoder_padding_mask": inputs != 0,
-        # T5's decoder starts with the pad id.
-        "decoder_token_ids": np.pad(targets[:, :-1], [[0, 0], [1, 0]]),
-        "decoder_padding_mask": targets != 0,
-    }
-    return x, targets, (targets != 0).astype("float32")
-
-
 def _load_batches(args, name):
     import numpy as np
 
@@ -249,18 +233,26 @@ def export_batches(args):
         streams[f"pretrain_seed{seed}.npz"] = _pretraining_batches(
             tokenizer, args, seed
         ).take(args.steps)
+    ids = "int16" if args.vocabulary_size <= 2**15 else "int32"
     for name, dataset in streams.items():
-        inputs, targets = [], []
-        for x, y, _ in dataset.as_numpy_iterator():
-            inputs.append(x["encoder_token_ids"])
-            targets.append(y)
-        ids = "int16" if args.vocabulary_size <= 2**15 else "int32"
+        inputs, targets = _stream_arrays(dataset)
         np.savez_compressed(
             os.path.join(args.export_batches, name),
-            inputs=np.concatenate(inputs).astype(ids),
-            targets=np.concatenate(targets).astype(ids),
+            inputs=inputs.astype(ids),
+            targets=targets.astype(ids),
         )
-        print(f"wrote {name}: {len(inputs)} batches", flush=True)
+        print(f"wrote {name}: {len(inputs)} examples", flush=True)
+
+
+def _stream_arrays(dataset):
+    """A finite pipeline's encoder ids and targets, concatenated."""
+    import numpy as np
+
+    inputs, targets = [], []
+    for x, y, _ in dataset.as_numpy_iterator():
+        inputs.append(x["encoder_token_ids"])
+        targets.append(y)
+    return np.concatenate(inputs), np.concatenate(targets)
 
 
 def validation_metrics(model, tokenizer, args):
@@ -281,16 +273,14 @@ def validation_metrics(model, tokenizer, args):
     import numpy as np
     from keras import ops
 
+    from keras_spactor.data import model_batch_arrays
+
     if args.batches:
         inputs, targets = _load_batches(args, "validation.npz")
     else:
-        inputs, targets = [], []
-        for x, y, _ in _validation_batches(tokenizer, args).as_numpy_iterator():
-            inputs.append(x["encoder_token_ids"])
-            targets.append(y)
-        inputs, targets = np.concatenate(inputs), np.concatenate(targets)
+        inputs, targets = _stream_arrays(_validation_batches(tokenizer, args))
     size = args.batch_size
-    x, y, weights = _model_arrays(inputs, targets)
+    x, y, weights = model_batch_arrays(inputs, targets)
 
     def sc_loss(x):
         return model.evaluate(
@@ -366,6 +356,7 @@ def pretrain(name, tau, seed, vocabulary, args, out, keep):
     import keras
 
     import keras_spactor
+    from keras_spactor.data import model_batch_arrays
 
     model, tokenizer = _new_model(args, vocabulary, seed, tau)
     # Warmup over a tenth of the run, then cosine decay to a tenth: the
@@ -380,7 +371,9 @@ def pretrain(name, tau, seed, vocabulary, args, out, keep):
     )
     model.compile(optimizer=keras.optimizers.AdamW(schedule))
     if args.batches:
-        arrays = _model_arrays(*_load_batches(args, f"pretrain_seed{seed}.npz"))
+        arrays = model_batch_arrays(
+            *_load_batches(args, f"pretrain_seed{seed}.npz")
+        )
         targets_length = arrays[1].shape[1]
     else:
         from keras_spactor.data import span_corruption_lengths

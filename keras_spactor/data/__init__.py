@@ -13,6 +13,7 @@ _NAMES = {
     "builtin_corpus_documents": "builtin_corpus",
     "pretraining_dataset": "pretraining_dataset",
     "span_corruption_examples": "pretraining_dataset",
+    "model_batch_arrays": "model_arrays",
     "DocumentStats": "sources",
     "iter_documents": "sources",
     "text_dataset": "sources",
