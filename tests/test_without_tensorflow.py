@@ -33,15 +33,10 @@ inputs = rng.randint(3, 100, size=(8, 12)).astype("int32")
 inputs[:, 5] = 199  # a sentinel
 targets = rng.randint(3, 100, size=(8, 4)).astype("int32")
 targets[:, 0], targets[:, -1] = 199, 1
-x = {
-    "encoder_token_ids": inputs,
-    "encoder_padding_mask": inputs != 0,
-    "decoder_token_ids": np.pad(targets[:, :-1], [[0, 0], [1, 0]]),
-    "decoder_padding_mask": targets != 0,
-}
+x, y, weights = keras_spactor.data.model_batch_arrays(inputs, targets)
 model.compile(optimizer="adamw")
-history = model.fit(x, targets, batch_size=4, epochs=1, verbose=0)
-model.fit(x, targets, batch_size=4, epochs=1, verbose=0)
+history = model.fit(x, y, sample_weight=weights, batch_size=4, verbose=0)
+model.fit(x, y, sample_weight=weights, batch_size=4, verbose=0)
 print(json.dumps({
     "rtd_loss": history.history["rtd_loss"][-1],
     "stage": model.current_stage(),
