@@ -514,9 +514,6 @@ def pretrain(args):
         inputs_length=args.inputs_length,
         seed=args.seed,
     )
-    # The stream is deterministic for a seed: skipping the batches already
-    # consumed continues it exactly (no batch repeated or skipped).
-    dataset = dataset.skip(done)
     saved_tau_step = getattr(args, "saved_tau_step", None)
     if args.resume and saved_tau_step is not None:
         # The switch step of the run, even if --steps was raised.
@@ -530,6 +527,19 @@ def pretrain(args):
     # overshoots, and of the steps done, so a resume starts on an epoch.
     per_epoch = math.gcd(math.gcd(args.steps, args.checkpoint_every), done)
     epochs = -(-args.steps // per_epoch)
+    # The data position is saved with each checkpoint: a resume restores
+    # it instead of reading the stream up to `done` again.
+    batches = data.ResumableBatches(
+        dataset, os.path.join(args.output_dir, "data_state"), per_epoch
+    )
+    if args.resume:
+        replayed = batches.resume(done)
+        if replayed:
+            print(
+                f"keras-spactor: no saved data position at step {done}: "
+                f"{replayed} batches were read again to reach it",
+                file=sys.stderr,
+            )
     start = time.time()
     progress = keras_spactor.callbacks.TrainingProgress.for_model(
         model, args.batch_size, args.inputs_length
@@ -537,10 +547,14 @@ def pretrain(args):
     logger = RunLogger(args, progress)
     print(startup_line(args, model, tau.resolve(), done), flush=True)
     guard = StopOnNonFiniteLoss()
-    saver = AtomicCheckpoint(checkpoint)
+    saver = AtomicCheckpoint(
+        checkpoint, before_save=batches.save_position, on_saved=batches.keep
+    )
+    if args.resume:
+        saver.saved_steps.append(done)
     try:
         model.fit(
-            dataset,
+            batches.batches(),
             epochs=epochs,
             initial_epoch=done // per_epoch,
             steps_per_epoch=per_epoch,
@@ -566,6 +580,9 @@ def pretrain(args):
         # The batch that failed never ran: the state is that of the last
         # whole step, so save it before stopping.
         step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+        # The input iterator just failed: its state is not saved (a resume
+        # restores an earlier one and reads the batches since).
+        saver.before_save = None
         if guard.bad_step is None and step != saver.saved_step:
             try:
                 saver.save(step, model)
@@ -589,6 +606,8 @@ def pretrain(args):
             f"stopped and {good}. A resume replays the same batches; a new "
             "run with a lower --learning-rate is the usual cure."
         )
+    if saver.saved_step is not None:
+        batches.discard_after(saver.saved_step)
     preset_dir = os.path.join(args.output_dir, "preset")
     model.save_to_preset(preset_dir)
     summary = logger.summary(model, tau.resolved_tau, time.time() - start)

@@ -89,6 +89,11 @@ class AtomicCheckpoint(keras.callbacks.Callback):
 
     Args:
         path: str. The `.keras` checkpoint file.
+        before_save: optional callable, called with the step before each
+            save, e.g. to save what must exist whenever the checkpoint does.
+        on_saved: optional callable, called after each save with the steps
+            of the checkpoints kept (the previous one's first, if any), e.g.
+            to drop what only older checkpoints needed.
 
     Example:
     ```python
@@ -97,10 +102,14 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, path):
+    def __init__(self, path, before_save=None, on_saved=None):
         super().__init__()
         self.path = path
+        self.before_save = before_save
+        self.on_saved = on_saved
         self.saved_step = None
+        # Steps of the checkpoints on disk, oldest first (at most two).
+        self.saved_steps = []
 
     def on_epoch_end(self, epoch, logs=None):
         if not loss_is_finite(logs):
@@ -114,6 +123,8 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         model = model if model is not None else self.model
         temporary = self.path + ".partial.keras"
         try:
+            if self.before_save is not None:
+                self.before_save(step)
             model.save(temporary)
         except Exception as error:
             if os.path.exists(temporary):
@@ -138,6 +149,9 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             os.replace(staged, previous_path(self.path))
         os.replace(temporary, self.path)
         self.saved_step = step
+        self.saved_steps = (self.saved_steps + [step])[-2:]
+        if self.on_saved is not None:
+            self.on_saved(list(self.saved_steps))
 
 
 def previous_path(path):

@@ -30,13 +30,14 @@ def _vocabulary_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("KERAS_SPACTOR_CACHE", str(cache))
 
 
-def _pretrain_process(arguments):
+def _pretrain_process(arguments, stderr=subprocess.DEVNULL):
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return subprocess.Popen(
         [sys.executable, "-m", "keras_spactor"] + TINY + arguments,
         cwd=repo,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
     )
 
 
@@ -102,10 +103,21 @@ def test_pretrain_resume_matches_uninterrupted_run(tmp_path):
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
     assert not os.path.exists(os.path.join(parts, "summary.json"))
+    saved_positions = os.listdir(os.path.join(parts, "data_state"))
     resumed = _pretrain_process(
-        ["--steps", "6", "--output-dir", parts, "--resume"]
+        ["--steps", "6", "--output-dir", parts, "--resume"],
+        stderr=subprocess.PIPE,
     )
-    assert resumed.wait() == 0
+    _, errors = resumed.communicate()
+    assert resumed.returncode == 0
+    # The data position came from the checkpoint's saved state, not from
+    # reading the stream up to it again.
+    assert "step-2" in saved_positions
+    assert "read again" not in errors
+    # States are kept only for the checkpoints on disk (steps 4 and 6; that
+    # of step 6 exists if `fit` asked for a batch past the last).
+    kept = set(os.listdir(os.path.join(parts, "data_state")))
+    assert kept - {"step-6"} == {"step-4"}
 
     for run in (whole, parts):
         with open(os.path.join(run, "summary.json")) as f:

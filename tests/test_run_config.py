@@ -312,33 +312,35 @@ def test_a_failed_write_loses_nothing_already_saved(tmp_path, monkeypatch):
 def test_data_that_vanishes_mid_run_fails_naming_it_after_a_checkpoint(
     tmp_path, monkeypatch, capsys
 ):
-    from keras_spactor.data import sources
+    from keras_spactor import cli_callbacks
 
     corpus = tmp_path / "corpus.jsonl"
     with open(corpus, "w") as f:
         for i in range(30):
             text = f"Sentence {i} of a small corpus that is read again."
             f.write(json.dumps({"text": text}) + "\n")
-    opened = []
-    real_open_lines = sources._open_lines
+    real_batch_end = cli_callbacks.StopOnNonFiniteLoss.on_train_batch_end
 
-    def vanishing(path):  # the file is gone from its fourth opening on
-        opened.append(path)
-        if len(opened) >= 4:
-            raise FileNotFoundError(2, "No such file or directory", path)
-        return real_open_lines(path)
+    def vanishing(self, batch, logs=None):  # the file is gone after step 3
+        if batch == 2 and corpus.exists():
+            corpus.unlink()
+        return real_batch_end(self, batch, logs)
 
-    monkeypatch.setattr(sources, "_open_lines", vanishing)
+    # The tiny corpus is read again every few examples: the next reading
+    # finds it gone.
+    monkeypatch.setattr(
+        cli_callbacks.StopOnNonFiniteLoss, "on_train_batch_end", vanishing
+    )
     run = tmp_path / "run"
     with pytest.raises(SystemExit):
         cli.main(
             ["pretrain", "--batch-size", "2", "--inputs-length", "32"]
-            + ["--steps", "40", "--data", str(corpus)]
+            + ["--steps", "400", "--data", str(corpus)]
             + ["--output-dir", str(run)]
         )
     error = capsys.readouterr().err
     assert "reading --data failed at step" in error
-    assert f"No such file or directory: '{corpus}'" in error
+    assert str(corpus) in error and "No such file or directory" in error
     assert "{{" not in error
     step = int(re.search(r"failed at step (\d+)", error).group(1))
     assert _steps_in(str(run / "checkpoint.keras")) == step

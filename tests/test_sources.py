@@ -9,6 +9,7 @@ from keras_spactor.data.builtin_corpus import builtin_corpus_documents
 from keras_spactor.data.sources import DocumentStats
 from keras_spactor.data.sources import check_source
 from keras_spactor.data.sources import iter_documents
+from keras_spactor.data.sources import iter_file_documents
 from keras_spactor.data.sources import text_dataset
 
 
@@ -63,6 +64,20 @@ def test_invalid_utf8_is_replaced(tmp_path):
         "caf\u00e9 \ufffd\ufffd!",
         "bad \ufffd byte",
     ]
+
+
+def test_tf_data_reader_reads_what_the_python_reader_reads(tmp_path):
+    # Checkpointable reading (tf.data) against the plain Python reader:
+    # several files, more lines than one parse batch, CRLF and blank lines.
+    texts = [f"doc {i} " + "word " * (i % 7) for i in range(600)]
+    texts[10] = ""
+    _write_jsonl(tmp_path / "a.jsonl.gz", texts[:300], compress=True)
+    _write_jsonl(tmp_path / "b.jsonl", texts[300:])
+    (tmp_path / "c.txt").write_bytes(b"dos line\r\n\nunix line\nlast")
+    files = [str(tmp_path / n) for n in ("a.jsonl.gz", "b.jsonl", "c.txt")]
+    expected = [t for t in iter_file_documents(files) if t.strip()]
+    assert len(expected) == 599 + 3
+    assert _read(text_dataset(files)) == expected
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ _NAMES = {
     "pretraining_dataset": "pretraining_dataset",
     "span_corruption_examples": "pretraining_dataset",
     "model_batch_arrays": "model_arrays",
+    "ResumableBatches": "resumable_batches",
     "DocumentStats": "sources",
     "iter_documents": "sources",
     "text_dataset": "sources",

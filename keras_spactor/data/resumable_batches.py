@@ -1,0 +1,135 @@
+"""An input stream whose position is saved next to the model's checkpoints."""
+
+import os
+import re
+import shutil
+import threading
+
+import tensorflow as tf
+
+_STATE = re.compile(r"step-(\d+)")
+
+
+class ResumableBatches:
+    """Batches of a `tf.data` pipeline for `fit`, resumable in constant time.
+
+    `fit` reads the generator `batches()`. Before it hands out batch `k`, a
+    multiple of `save_every`, the `tf.data` iterator's state (file
+    positions, shuffle buffers, the chunk counter that seeds the noise
+    masks) is written to `directory/step-k`. A model checkpointed at step
+    `k` has consumed exactly batches `0 … k-1`, so `resume(k)` continues
+    the stream where an uninterrupted run would be, at the cost of reading
+    one state whatever `k` is, where `dataset.skip(k)` would read, tokenize
+    and corrupt every example before it again (t5x checkpoints its
+    `tf.data` iterator in the same way). States are written whole or not at
+    all (to a temporary directory, then renamed).
+
+    Args:
+        dataset: a `tf.data.Dataset` of batches, e.g. `pretraining_dataset`.
+        directory: str. Where the states are written.
+        save_every: int. Save the position before every batch whose index
+            is a multiple of this (the checkpoint interval).
+
+    Example:
+    ```python
+    batches = ResumableBatches(dataset, "runs/x/data_state", save_every=100)
+    replayed = batches.resume(steps_done)  # 0 if a state of that step exists
+    model.fit(batches.batches(), epochs=10, steps_per_epoch=100,
+              initial_epoch=steps_done // 100)
+    batches.keep([steps_done_now])  # drop the states no checkpoint needs
+    ```
+    """
+
+    def __init__(self, dataset, directory, save_every):
+        if save_every < 1:
+            raise ValueError(f"save_every must be >= 1, got {save_every}")
+        options = tf.data.Options()
+        # The document counters and the tokenizer's resource live outside
+        # the pipeline; the state saved is the iterator's own position.
+        options.experimental_external_state_policy = (
+            tf.data.experimental.ExternalStatePolicy.IGNORE
+        )
+        self._iterator = iter(dataset.with_options(options))
+        self._checkpoint = tf.train.Checkpoint(iterator=self._iterator)
+        self.directory = directory
+        self.save_every = save_every
+        self.position = 0
+        # `fit` may read batches on another thread than its callbacks'.
+        self._lock = threading.Lock()
+
+    def saved_steps(self):
+        """The steps whose position is saved, ascending."""
+        if not os.path.isdir(self.directory):
+            return []
+        return sorted(
+            int(match.group(1))
+            for match in map(_STATE.fullmatch, os.listdir(self.directory))
+            if match
+        )
+
+    def _state_prefix(self, step):
+        return os.path.join(self.directory, f"step-{step}", "state")
+
+    def resume(self, step):
+        """Moves the stream to batch `step` from the newest state at or
+        before it, reading the batches in between.
+
+        Returns:
+            The number of batches read again: 0 when `step`'s own state was
+            saved, `step` when no state was (a run from an earlier version).
+        """
+        earlier = [s for s in self.saved_steps() if s <= step]
+        if earlier:
+            self._checkpoint.read(
+                self._state_prefix(earlier[-1])
+            ).assert_consumed()
+            self.position = earlier[-1]
+        replayed = step - self.position
+        for _ in range(replayed):
+            next(self._iterator)
+        self.position = step
+        return replayed
+
+    def keep(self, steps):
+        """Deletes the states of steps before `max(steps)` not in `steps`
+        (those saved ahead of the newest checkpoint stay)."""
+        newest = max(steps)
+        for step in self.saved_steps():
+            if step < newest and step not in steps:
+                shutil.rmtree(os.path.dirname(self._state_prefix(step)))
+
+    def discard_after(self, step):
+        """Deletes the states saved ahead of `step` (at the end of a run)."""
+        for saved in self.saved_steps():
+            if saved > step:
+                shutil.rmtree(os.path.dirname(self._state_prefix(saved)))
+
+    def save_position(self, step):
+        """Saves the position of batch `step` if the stream stands there and
+        it is a multiple of `save_every` (to call before checkpointing the
+        model at `step`, when `fit` has not asked for batch `step` yet)."""
+        with self._lock:
+            if self.position == step and step % self.save_every == 0:
+                self._save()
+
+    def _save(self):
+        final = os.path.dirname(self._state_prefix(self.position))
+        if os.path.isdir(final):  # e.g. the state just resumed from
+            return
+        temporary = final + ".partial"
+        shutil.rmtree(temporary, ignore_errors=True)
+        self._checkpoint.write(os.path.join(temporary, "state"))
+        os.replace(temporary, final)
+
+    def batches(self):
+        """The stream from the current position, as numpy batches."""
+        while True:
+            with self._lock:
+                if self.position % self.save_every == 0:
+                    self._save()
+                try:
+                    batch = next(self._iterator)
+                except StopIteration:
+                    return
+                self.position += 1
+            yield tf.nest.map_structure(lambda t: t.numpy(), batch)
