@@ -120,6 +120,26 @@ def test_only_the_positions_checkpoints_need_are_kept(
     assert stream.saved_steps() == [4, 8, 16]
 
 
+def test_a_source_that_cannot_be_saved_still_trains_and_resumes(tmp_path):
+    import tensorflow as tf
+
+    def numbers():
+        return tf.data.Dataset.from_generator(
+            lambda: iter(range(40)), output_signature=tf.TensorSpec([], "int64")
+        ).batch(2)
+
+    stream = ResumableBatches(numbers(), str(tmp_path), SAVE_EVERY)
+    with pytest.warns(UserWarning, match="cannot be saved"):
+        first = [next(stream.batches()).tolist() for _ in range(6)]
+    assert first == [[2 * i, 2 * i + 1] for i in range(6)]
+    # Only the position before anything was read could be saved.
+    assert not stream.saving and stream.saved_steps() == [0]
+
+    resumed = ResumableBatches(numbers(), str(tmp_path), SAVE_EVERY)
+    assert resumed.resume(5) == 5  # from step 0's position
+    assert next(resumed.batches()).tolist() == [10, 11]
+
+
 def test_save_every_must_be_positive(corpus, data_tokenizer, tmp_path):
     with pytest.raises(ValueError, match="save_every"):
         ResumableBatches(_stream(corpus, data_tokenizer), str(tmp_path), 0)

@@ -4,6 +4,7 @@ import os
 import re
 import shutil
 import threading
+import warnings
 
 import tensorflow as tf
 
@@ -22,7 +23,9 @@ class ResumableBatches:
     one state whatever `k` is, where `dataset.skip(k)` would read, tokenize
     and corrupt every example before it again (t5x checkpoints its
     `tf.data` iterator in the same way). States are written whole or not at
-    all (to a temporary directory, then renamed).
+    all (to a temporary directory, then renamed). A pipeline that cannot
+    be checkpointed (one built on `Dataset.from_generator`) still trains,
+    with a warning; its resume reads the stream up to the step again.
 
     Args:
         dataset: a `tf.data.Dataset` of batches, e.g. `pretraining_dataset`.
@@ -54,6 +57,8 @@ class ResumableBatches:
         self.directory = directory
         self.save_every = save_every
         self.position = 0
+        # False once the pipeline turned out not to be checkpointable.
+        self.saving = True
         # `fit` may read batches on another thread than its callbacks'.
         self._lock = threading.Lock()
 
@@ -114,11 +119,24 @@ class ResumableBatches:
 
     def _save(self):
         final = os.path.dirname(self._state_prefix(self.position))
-        if os.path.isdir(final):  # e.g. the state just resumed from
+        if not self.saving or os.path.isdir(final):  # e.g. just resumed
             return
         temporary = final + ".partial"
         shutil.rmtree(temporary, ignore_errors=True)
-        self._checkpoint.write(os.path.join(temporary, "state"))
+        try:
+            self._checkpoint.write(os.path.join(temporary, "state"))
+        except tf.errors.UnimplementedError as error:
+            # A source that cannot be checkpointed (e.g. a dataset from a
+            # Python generator): train on, and resume by reading again.
+            shutil.rmtree(temporary, ignore_errors=True)
+            self.saving = False
+            reason = str(error).split("}}")[-1].split("[Op:")[0].strip()
+            warnings.warn(
+                f"The input stream's position cannot be saved ({reason}); "
+                "a resume will read the stream up to its step again.",
+                stacklevel=2,
+            )
+            return
         os.replace(temporary, final)
 
     def batches(self):
