@@ -7,6 +7,8 @@ so a Keras upgrade that moves it breaks one small file, and a test fails.
 
 import contextlib
 
+import keras
+
 
 def learning_rate_schedule(optimizer):
     """The optimizer's schedule object, or `None` for a constant rate.
@@ -55,3 +57,29 @@ def jax_state_attached(variable_groups, state):
     finally:
         for variable in attached:
             variable._value = None
+
+
+class FirstReplicaSymbolicBuild:
+    """A `keras.Model` mixin: build from the first replica's batch.
+
+    TensorFlow backend under a `tf.distribute` strategy only. Before the
+    first step Keras reduces the first distributed batch with MEAN to learn
+    its shapes, which fails on bool padding masks (AddN has no bool
+    kernel); the first replica's values have the same (per-replica)
+    shapes. Keras offers no public hook for this: the override is of
+    `Model._maybe_symbolic_build`, and `_distribute_strategy` is the
+    strategy Keras captured at compile (`None` without one, unlike the
+    public `distribute_strategy`).
+    """
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = getattr(self, "_distribute_strategy", None)
+        if iterator is not None and strategy is not None:
+            for _, _, it in iterator:
+                data_batch = keras.tree.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0],
+                    next(it),
+                )
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator, data_batch)

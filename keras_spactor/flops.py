@@ -81,7 +81,7 @@ def train_step_flops(model, batch_size, inputs_length, targets_length, hybrid):
     if hybrid:
         g = model.generator
         g_inner = _inner_dim(g.num_heads, g.hidden_dim, g.key_value_dim)
-        slots = batch_size * model._num_predictions(inputs_length)
+        slots = batch_size * model.num_predictions(inputs_length)
         forward += g.num_layers * (
             _attention_layer(enc_tokens, inputs_length, g.hidden_dim, g_inner)
             + _feed_forward(enc_tokens, g.hidden_dim, g.intermediate_dim, gated)

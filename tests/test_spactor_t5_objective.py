@@ -97,10 +97,44 @@ def test_generator_gets_gradient_only_from_mlm_loss():
 def test_stage_two_losses_do_not_run_generator():
     model = mh.tiny_model()
     x, y = mh.span_corruption_like_batch()
-    _, stats = model.compute_losses(x, y, hybrid=False)
-    for name in ("mlm_loss", "rtd_loss", "rtd_accuracy"):
-        assert float(stats[name]) == 0.0
-    assert float(stats["loss"]) == pytest.approx(float(stats["sc_loss"]))
+    seed_state = mh.numpy(model.masking_seed_state)
+    _, outputs = model.compute_losses(x, y, hybrid=False)
+    # No stage-1 term, and no mask or sample drawn.
+    assert set(outputs) == {"loss", "sc_loss", "sc"}
+    np.testing.assert_array_equal(
+        mh.numpy(model.masking_seed_state), seed_state
+    )
+    assert float(outputs["loss"]) == pytest.approx(float(outputs["sc_loss"]))
+    # The stage-1 trackers count no stage-2 step.
+    model.reset_metrics()
+    logs = model.update_metrics(outputs)
+    for name in ("mlm_loss", "generator_accuracy", "rtd_loss", "rtd_accuracy"):
+        assert float(logs[name]) == 0.0
+    assert float(logs["sc_loss"]) == pytest.approx(float(outputs["sc_loss"]))
+
+
+def test_accuracies_are_computed_by_the_metric_update():
+    """The logged accuracies, against numpy, from `compute_losses`' logits."""
+    model = mh.tiny_model()
+    x, y = mh.span_corruption_like_batch()
+    _, outputs = model.compute_losses(x, y, hybrid=True)
+    model.reset_metrics()
+    logs = model.update_metrics(outputs)
+
+    def accuracy(scored, predictions):
+        weights = mh.numpy(scored.weights).astype("float32")
+        right = predictions == mh.numpy(scored.labels)
+        return float((right * weights).sum() / max(weights.sum(), 1.0))
+
+    for term, name in (("sc", "sc_accuracy"), ("mlm", "generator_accuracy")):
+        scored = outputs[term]
+        expected = accuracy(scored, mh.numpy(scored.logits).argmax(-1))
+        assert float(logs[name]) == pytest.approx(expected, abs=1e-6)
+    rtd = outputs["rtd"]
+    expected = accuracy(rtd, (mh.numpy(rtd.logits) > 0).astype("float32"))
+    assert float(logs["rtd_accuracy"]) == pytest.approx(expected, abs=1e-6)
+    for name in ("loss", "sc_loss", "mlm_loss", "rtd_loss"):
+        assert float(logs[name]) == pytest.approx(float(outputs[name]))
 
 
 def test_default_generator_shares_the_backbone_head_geometry():

@@ -1,5 +1,7 @@
 """Backend-neutral helpers for choosing and replacing generator inputs."""
 
+from typing import NamedTuple
+
 import keras
 from keras import ops
 
@@ -102,3 +104,21 @@ def replace_tokens(token_ids, positions, weights, new_tokens):
     )
     scattered = ops.sum(hits * new_tokens[:, :, None], axis=1)
     return ops.where(is_written, scattered, token_ids), is_written
+
+
+class MaskedInputs(NamedTuple):
+    """The generator's input and where it was masked.
+
+    Args:
+        token_ids: int32 `[batch, length]`, `mask_token_id` at the masked
+            positions shown as masks.
+        eligible: bool `[batch, length]`, the positions that could be
+            masked (`replaceable_positions`).
+        positions: int32 `[batch, slots]`, the masked positions.
+        weights: float32 `[batch, slots]`, 1 for the slots in use.
+    """
+
+    token_ids: object
+    eligible: object
+    positions: object
+    weights: object

@@ -1,4 +1,4 @@
-"""SpacTorT5's stateless train and test steps for the JAX backend."""
+"""A `TwoStageTrainer`'s stateless train and test steps on JAX."""
 
 import functools
 
@@ -6,6 +6,7 @@ import jax
 import keras
 
 from keras_spactor._keras_compat import jax_state_attached
+from keras_spactor.models import train_steps
 
 
 def _values_after(scope, variables, old_values):
@@ -16,12 +17,12 @@ def _values_after(scope, variables, old_values):
     return values
 
 
-def _update(model, hybrid, trainable, non_trainable, optimizer_values, data):
-    """One optimizer step for a fixed (Python) stage."""
+def _step(model, hybrid, data, trainable, non_trainable, optimizer, metrics):
+    """One optimizer step and its metrics, for a fixed (Python) stage."""
     x, y, sample_weight = data
     trainable_variables = model.trainable_variables
     non_trainable_variables = model.non_trainable_variables
-    indices = model._trainable_indices(hybrid)
+    indices = train_steps.stage_indices(model, hybrid)
 
     def loss_fn(updated, trainable, non_trainable):
         values = list(trainable)
@@ -30,60 +31,50 @@ def _update(model, hybrid, trainable, non_trainable, optimizer_values, data):
         mapping = list(zip(trainable_variables, values))
         mapping += list(zip(non_trainable_variables, non_trainable))
         with keras.StatelessScope(state_mapping=mapping) as scope:
-            loss, stats = model.compute_losses(
+            loss, outputs = model.compute_losses(
                 x, y, sample_weight, hybrid=hybrid, training=True
             )
         non_trainable = _values_after(
             scope, non_trainable_variables, non_trainable
         )
-        return loss, (stats, non_trainable)
+        return loss, (outputs, non_trainable)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (_, (stats, non_trainable)), grads = grad_fn(
+    (_, (outputs, non_trainable)), grads = grad_fn(
         [trainable[i] for i in indices], trainable, non_trainable
     )
     optimizer_variables = model.optimizer.variables
     mapping = list(zip(trainable_variables, trainable))
-    mapping += list(zip(optimizer_variables, optimizer_values))
+    mapping += list(zip(optimizer_variables, optimizer))
     with keras.StatelessScope(state_mapping=mapping) as scope:
         model.optimizer.apply(grads, [trainable_variables[i] for i in indices])
     trainable = _values_after(scope, trainable_variables, trainable)
-    optimizer_values = _values_after(
-        scope, optimizer_variables, optimizer_values
-    )
-    return trainable, non_trainable, optimizer_values, stats
+    optimizer = _values_after(scope, optimizer_variables, optimizer)
+
+    metrics_variables = model.metrics_variables
+    mapping = list(zip(metrics_variables, metrics))
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        logs = train_steps.train_logs(model, outputs, hybrid)
+    metrics = _values_after(scope, metrics_variables, metrics)
+    return logs, (trainable, non_trainable, optimizer, metrics)
 
 
 def train_step(model, state, data, mode):
-    trainable, non_trainable, optimizer_values, metrics_values = state
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     model.check_batch(x, y)
     data = (x, y, sample_weight)
-    operands = (trainable, non_trainable, optimizer_values)
     if mode == "mixed":
-        # An execution that spans tau: decide per step, on the device.
+        # An execution that spans tau: decide per step, on the device. Both
+        # branches return the same logs and state structure.
+        optimizer_values = state[2]
         hybrid = optimizer_values[_iterations_index(model)] < model.tau
-        trainable, non_trainable, optimizer_values, stats = jax.lax.cond(
+        return jax.lax.cond(
             hybrid,
-            functools.partial(_update_operands, model, True, data),
-            functools.partial(_update_operands, model, False, data),
-            *operands,
+            functools.partial(_step, model, True, data),
+            functools.partial(_step, model, False, data),
+            *state,
         )
-    else:
-        hybrid = mode == "hybrid"
-        trainable, non_trainable, optimizer_values, stats = _update(
-            model, hybrid, *operands, data
-        )
-    metrics_variables = model.metrics_variables
-    mapping = list(zip(metrics_variables, metrics_values))
-    with keras.StatelessScope(state_mapping=mapping) as scope:
-        logs = model.update_train_metrics(stats, hybrid)
-    metrics_values = _values_after(scope, metrics_variables, metrics_values)
-    return logs, (trainable, non_trainable, optimizer_values, metrics_values)
-
-
-def _update_operands(model, hybrid, data, trainable, non_trainable, opt):
-    return _update(model, hybrid, trainable, non_trainable, opt, data)
+    return _step(model, mode == "hybrid", data, *state)
 
 
 def test_step(model, state, data):
@@ -94,10 +85,10 @@ def test_step(model, state, data):
     mapping += list(zip(model.non_trainable_variables, non_trainable))
     mapping += list(zip(model.metrics_variables, metrics_values))
     with keras.StatelessScope(state_mapping=mapping) as scope:
-        _, stats = model.compute_losses(
+        _, outputs = model.compute_losses(
             x, y, sample_weight, hybrid=False, training=False
         )
-        logs = model.update_test_metrics(stats)
+        logs = model.update_metrics(outputs, training=False)
     non_trainable = _values_after(
         scope, model.non_trainable_variables, non_trainable
     )
@@ -122,7 +113,7 @@ def read_iterations(model, args):
 
 def state_attached(model, args):
     """Puts the train state back on the model's purged variables while a
-    stage variant builds mid-epoch (see `jax_state_attached`)."""
+    stage function builds mid-epoch (see `jax_state_attached`)."""
     groups = [
         model.trainable_variables,
         model.non_trainable_variables,

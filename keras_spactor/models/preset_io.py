@@ -1,4 +1,5 @@
-"""Presets for `SpacTorT5`: built-in shapes, local directories, keras-hub."""
+"""Presets and config of `SpacTorT5`: built-in shapes, local directories,
+keras-hub presets, `get_config`."""
 
 import json
 import os
@@ -196,3 +197,119 @@ def save_preset(model, preset_dir):
     save_auxiliary_weights(
         model, os.path.join(preset_dir, AUXILIARY_WEIGHTS_FILE)
     )
+
+
+# `SpacTorT5.get_config`'s own keys (its constructor arguments).
+CONFIG_KEYS = (
+    "vocabulary_size",
+    "num_sentinels",
+    "mask_token_id",
+    "eos_token_id",
+    "pad_token_id",
+    "generator_num_layers",
+    "generator_hidden_dim",
+    "generator_num_heads",
+    "generator_intermediate_dim",
+    "mlm_probability",
+    "mask_replacement_rate",
+    "max_predictions",
+    "sampling_temperature",
+    "mlm_loss_weight",
+    "rtd_loss_weight",
+    "rtd_positions",
+    "tau",
+    "seed",
+)
+
+
+class PresetAndConfigMixin:
+    """`SpacTorT5`'s presets and config: `presets`, `from_preset`,
+    `save_to_preset`, `get_config` / `from_config` (the constructor
+    arguments, the backbone serialized) and `spactor_config`."""
+
+    # keras-hub's layout: `{name: {"metadata": {"description", "params"},
+    # "config"}}`, `config` being the `T5Backbone` arguments at T5's
+    # vocabulary and `params` the backbone's (generator and heads aside).
+    presets = spactor_presets.keras_hub_presets()
+
+    @classmethod
+    def from_preset(
+        cls,
+        preset,
+        load_weights=True,
+        *,
+        vocabulary_size=None,
+        tokenizer=None,
+        dtype=None,
+        **kwargs,
+    ):
+        """Build a SpacTorT5 from a preset, as keras-hub's tasks do.
+
+        Args:
+            preset: one of `SpacTorT5.presets` (a T5 v1.1 shape, always
+                randomly initialised, for pre-training), a local preset
+                directory written by `save_to_preset` (resumes generator
+                and heads too), or a keras-hub T5 preset such as
+                `"t5_1.1_base"` (downloads; to continue pre-training).
+            load_weights: bool. If `False`, a directory or keras-hub preset
+                gives its architecture with random weights (token
+                embeddings drawn as T5X does, like the built-in presets).
+                Built-in presets are random either way.
+            vocabulary_size: int. Tokenizer vocabulary size (default: the
+                tokenizer's, else the preset's, else T5's 32,100).
+            tokenizer: a `keras_hub.models.T5Tokenizer` (default: the
+                preset's, if any); its `<mask>` piece, if any, becomes
+                the mask id.
+            dtype: dtype policy of the backbone.
+            **kwargs: other `SpacTorT5` arguments (e.g. `tau`, `seed`);
+                they override a local preset's stored ones.
+
+        Example:
+        ```python
+        model = SpacTorT5.from_preset("spactor_t5_tiny", tau=1000)
+        # The architecture of a saved preset, from scratch.
+        fresh = SpacTorT5.from_preset("./my_preset", load_weights=False)
+        ```
+        """
+        return load_preset(
+            cls,
+            preset,
+            load_weights=load_weights,
+            vocabulary_size=vocabulary_size,
+            tokenizer=tokenizer,
+            dtype=dtype,
+            **kwargs,
+        )
+
+    def save_to_preset(self, preset_dir):
+        """Write a keras-hub T5 preset plus what SpacTor needs to resume.
+
+        `keras_hub.models.T5Backbone.from_preset(preset_dir)` and
+        `keras_hub.models.T5Seq2SeqLM.from_preset(preset_dir)` load the
+        result as they are; `SpacTorT5.from_preset(preset_dir)` also
+        restores the SpacTor settings (`spactor.json`) and the generator
+        and heads (`spactor_auxiliary.weights.h5`, a Keras weights file).
+
+        Args:
+            preset_dir: str. The directory (created if needed).
+        """
+        save_preset(self, preset_dir)
+
+    def get_config(self):
+        config = super().get_config()
+        config["backbone"] = keras.layers.serialize(self.backbone)
+        config.update({key: getattr(self, key) for key in CONFIG_KEYS})
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.layers.deserialize(config["backbone"])
+        return cls(**config)
+
+    def spactor_config(self):
+        """The SpacTor-only part of the config (no backbone, no base keys)."""
+        config = self.get_config()
+        for key in ("backbone", "name", "trainable", "dtype"):
+            config.pop(key, None)
+        return config

@@ -1,12 +1,14 @@
-"""SpacTorT5's train and test steps for the TensorFlow backend."""
+"""A `TwoStageTrainer`'s train and test steps on TensorFlow."""
 
 import keras
 import tensorflow as tf
 
+from keras_spactor.models import train_steps
+
 
 def _gradients(model, hybrid, variables, x, y, sample_weight):
     with tf.GradientTape() as tape:
-        loss, stats = model.compute_losses(
+        loss, outputs = model.compute_losses(
             x, y, sample_weight, hybrid=hybrid, training=True
         )
         loss = _per_replica(loss)
@@ -17,7 +19,7 @@ def _gradients(model, hybrid, variables, x, y, sample_weight):
         tf.zeros_like(v.value) if g is None else g
         for g, v in zip(grads, variables)
     ]
-    return grads, stats
+    return grads, outputs
 
 
 def train_step(model, data, mode):
@@ -27,42 +29,43 @@ def train_step(model, data, mode):
     if mode == "mixed":
         # An execution that spans tau: decide per step, in the graph. Both
         # branches return gradients for every variable (zeros for the
-        # generator and heads in stage 2); their weights are then put back,
-        # so in stage 2 they stay bit-identical.
+        # stage-1-only ones in stage 2) and the same logs; the stage-1-only
+        # weights are then put back, so in stage 2 they stay bit-identical.
         hybrid = model.optimizer.iterations < model.tau
-        backbone = set(model._trainable_indices(False))
-        auxiliary = [v for i, v in enumerate(trainable) if i not in backbone]
-        before = [tf.identity(v.value) for v in auxiliary]
+        stage2 = set(train_steps.stage_indices(model, False))
+        stage1_only = [v for i, v in enumerate(trainable) if i not in stage2]
+        before = [tf.identity(v.value) for v in stage1_only]
 
         def branch(stage_hybrid):
             def run():
-                grads, stats = _gradients(
+                grads, outputs = _gradients(
                     model, stage_hybrid, trainable, x, y, sample_weight
                 )
-                return [tf.convert_to_tensor(g) for g in grads], stats
+                logs = train_steps.train_logs(model, outputs, stage_hybrid)
+                return [tf.convert_to_tensor(g) for g in grads], logs
 
             return run
 
-        grads, stats = tf.cond(hybrid, branch(True), branch(False))
+        grads, logs = tf.cond(hybrid, branch(True), branch(False))
         model.optimizer.apply(grads, trainable)
-        for variable, old in zip(auxiliary, before):
+        for variable, old in zip(stage1_only, before):
             variable.assign(tf.where(hybrid, variable.value, old))
-    else:
-        hybrid = mode == "hybrid"
-        indices = model._trainable_indices(hybrid)
-        variables = [trainable[i] for i in indices]
-        grads, stats = _gradients(model, hybrid, variables, x, y, sample_weight)
-        model.optimizer.apply(grads, variables)
-    return model.update_train_metrics(stats, hybrid)
+        return logs
+    hybrid = mode == "hybrid"
+    indices = train_steps.stage_indices(model, hybrid)
+    variables = [trainable[i] for i in indices]
+    grads, outputs = _gradients(model, hybrid, variables, x, y, sample_weight)
+    model.optimizer.apply(grads, variables)
+    return train_steps.train_logs(model, outputs, hybrid)
 
 
 def test_step(model, data):
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     model.check_batch(x, y)
-    _, stats = model.compute_losses(
+    _, outputs = model.compute_losses(
         x, y, sample_weight, hybrid=False, training=False
     )
-    return model.update_test_metrics(stats)
+    return model.update_metrics(outputs, training=False)
 
 
 def read_iterations(model, args):

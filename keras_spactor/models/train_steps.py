@@ -1,8 +1,14 @@
-"""Backend dispatch for `SpacTorT5.train_step` / `test_step`."""
+"""The backend's train and test steps for a `TwoStageTrainer`.
+
+The steps read the model only through the trainer's public contract
+(`compute_losses`, `stage_variables`, `update_metrics`, `check_batch`,
+`tau`) and public Keras state (variables, optimizer, metrics).
+"""
 
 import contextlib
 
 import keras
+from keras import ops
 
 
 def _backend_module():
@@ -23,8 +29,9 @@ def _backend_module():
 
 
 def train_step(model, *args, mode):
-    """One train step; `mode` is "hybrid", "sc" or "mixed" (decide per step
-    on the device from the optimizer's step count and `model.tau`)."""
+    """One train step; `mode` is "hybrid" (stage 1), "sc" (stage 2) or
+    "mixed" (decide per step on the device from the optimizer's step count
+    and `model.tau`)."""
     return _backend_module().train_step(model, *args, mode=mode)
 
 
@@ -47,14 +54,17 @@ def state_attached(model, train_function_args):
     return contextlib.nullcontext()
 
 
-def trainable_indices(model, hybrid):
-    """Indices into `model.trainable_variables` that a step updates.
+def stage_indices(model, hybrid):
+    """Indices into `model.trainable_variables` of
+    `model.stage_variables(hybrid)`, in the model's order."""
+    wanted = {id(v) for v in model.stage_variables(hybrid)}
+    return [
+        i for i, v in enumerate(model.trainable_variables) if id(v) in wanted
+    ]
 
-    Stage 1 updates everything; stage 2 only the T5 backbone, so the
-    generator and heads leave the optimizer's update entirely.
-    """
-    variables = model.trainable_variables
-    if hybrid:
-        return list(range(len(variables)))
-    backbone_ids = {id(v) for v in model.backbone.trainable_variables}
-    return [i for i, v in enumerate(variables) if id(v) in backbone_ids]
+
+def train_logs(model, outputs, hybrid):
+    """The metrics' logs of a train step, plus its `stage` (1 or 2)."""
+    logs = model.update_metrics(outputs, training=True)
+    logs["stage"] = ops.convert_to_tensor(1.0 if hybrid else 2.0, "float32")
+    return logs
