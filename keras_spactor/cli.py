@@ -25,6 +25,15 @@ def _positive_int(text):
     return value
 
 
+def _positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number, got {text}"
+        )
+    return value
+
+
 def _tau(text):
     from keras_spactor.callbacks.tau_scheduler import parse_tau
 
@@ -98,6 +107,13 @@ def build_parser():
         help="bfloat16 compute (GPU/TPU).",
     )
     p.add_argument("--steps-per-execution", type=_positive_int, default=1)
+    p.add_argument(
+        "--peak-tflops",
+        type=_positive_float,
+        default=None,
+        help="peak TFLOP/s of all the run's devices together (e.g. 989 for "
+        "one H100 in bf16): logs mfu, the model FLOPs utilisation.",
+    )
     p.add_argument(
         "--distribution",
         choices=["none", "data", "model"],
@@ -541,8 +557,12 @@ def pretrain(args):
                 file=sys.stderr,
             )
     start = time.time()
+    peak = args.peak_tflops
     progress = keras_spactor.callbacks.TrainingProgress.for_model(
-        model, args.batch_size, args.inputs_length
+        model,
+        args.batch_size,
+        args.inputs_length,
+        peak_flops_per_second=peak * 1e12 if peak else None,
     )
     logger = RunLogger(args, progress)
     print(startup_line(args, model, tau.resolve(), done), flush=True)

@@ -51,6 +51,11 @@ def _fails_with(argv, message, capsys):
 def test_bad_arguments_fail_before_work(tmp_path, capsys):
     out = str(tmp_path / "run")
     _fails_with(
+        ["pretrain", "--peak-tflops", "0", "--output-dir", out],
+        "expected a positive number, got 0",
+        capsys,
+    )
+    _fails_with(
         ["pretrain", "--preset", "nope", "--output-dir", out],
         "valid presets: spactor_t5_base",
         capsys,
@@ -91,7 +96,10 @@ def test_pretrain_resume_matches_uninterrupted_run(tmp_path):
     # Every run in its own process (as a user would run them), so that all
     # three compute under the same conditions.
     whole = str(tmp_path / "whole")
-    _pretrain_process(["--steps", "6", "--output-dir", whole]).wait()
+    # (--peak-tflops only adds `mfu` to the logs.)
+    _pretrain_process(
+        ["--steps", "6", "--output-dir", whole, "--peak-tflops", "1"]
+    ).wait()
     # The same command SIGKILLed right after its first checkpoint, resumed.
     parts = str(tmp_path / "parts")
     checkpoint = os.path.join(parts, "checkpoint.keras")
@@ -125,6 +133,10 @@ def test_pretrain_resume_matches_uninterrupted_run(tmp_path):
         assert summary["steps"] == 6
         assert summary["switch_step"] == 3
         assert summary["final_logs"]["stage"] == 2.0
+        if run == whole:  # a 2-core CPU is far below 1 TFLOP/s
+            assert 0 < summary["final_logs"]["mfu"] < 1
+        else:
+            assert "mfu" not in summary["final_logs"]
         assert os.listdir(os.path.join(run, "logs"))
 
     a = keras_hub.models.T5Backbone.from_preset(os.path.join(whole, "preset"))

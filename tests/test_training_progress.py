@@ -52,3 +52,53 @@ def test_logs_count_each_stage_and_follow_the_schedule():
     assert last.logs["learning_rate"] == pytest.approx(
         float(keras.ops.convert_to_numpy(schedule(6))), rel=1e-6
     )
+
+
+class BatchLogs(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.batches = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches.append(dict(logs))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch = dict(logs)
+
+
+def test_mfu_is_counted_flops_per_second_over_the_peak(monkeypatch):
+    from keras_spactor.callbacks import training_progress
+
+    clock = iter(range(0, 1000, 2))  # every reading 2 s after the last
+    monkeypatch.setattr(training_progress, "_now", lambda: next(clock))
+    model = tiny_model(tau=2)
+    model.compile(optimizer="adamw")
+    x, y = span_corruption_like_batch(batch_size=4, length=24, targets=8)
+    peak = 1e6
+    progress = TrainingProgress.for_model(
+        model, 4, 24, targets_length=8, peak_flops_per_second=peak
+    )
+    logs = BatchLogs()
+    model.fit(
+        repeated_dataset(x, y),
+        steps_per_epoch=4,
+        epochs=1,
+        callbacks=[progress, logs],
+        verbose=0,
+    )
+    hybrid = train_step_flops(model, 4, 24, 8, hybrid=True)
+    sc = train_step_flops(model, 4, 24, 8, hybrid=False)
+    # The first batch (it compiles) is not timed; then 2 s per batch.
+    assert "mfu" not in logs.batches[0]
+    assert [b["mfu"] for b in logs.batches[1:]] == pytest.approx(
+        [hybrid / 2 / peak, sc / 2 / peak, sc / 2 / peak]
+    )
+    assert logs.epoch["mfu"] == pytest.approx((hybrid + 2 * sc) / 6 / peak)
+
+
+def test_no_mfu_without_a_peak_and_a_peak_must_be_positive():
+    model = tiny_model(tau=2)
+    assert (
+        TrainingProgress.for_model(model, 4, 24).peak_flops_per_second is None
+    )
+    with pytest.raises(ValueError, match="peak_flops_per_second"):
+        TrainingProgress(1, 1, 1, peak_flops_per_second=0)
