@@ -68,7 +68,7 @@ keras.utils.set_random_seed(0)
 ## A pre-trained preset
 
 The full run uses the preset from the pre-training guide. The small run
-makes one here: a SpacTor model around a toy keras-hub `T5Backbone`, with
+makes one here: the `spactor_t5_nano` preset (2+2 layers, width 64), with
 the 2,000-piece vocabulary that keras-spactor trains on Python's own
 documentation, pre-trained for two hybrid steps and saved with
 `save_to_preset`.
@@ -79,24 +79,8 @@ if SMALL:
     from keras_spactor.callbacks import TauScheduler
 
     tokenizer = keras_spactor.data.default_vocabulary()
-    backbone = keras_hub.models.T5Backbone(
-        vocabulary_size=2048,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=64,
-        intermediate_dim=128,
-        key_value_dim=32,
-        dropout=0.0,
-        activation="gelu",
-        use_gated_activation=True,
-        tie_embedding_weights=False,
-    )
-    # keras-hub starts token embeddings at mean 1.0 (from_preset fixes it).
-    keras_spactor.models.initialize_embeddings_like_t5x(
-        backbone, vocabulary_size=tokenizer.vocabulary_size()
-    )
-    pretrainer = keras_spactor.SpacTorT5(
-        backbone,
+    pretrainer = keras_spactor.SpacTorT5.from_preset(
+        "spactor_t5_nano",  # 2+2 layers, width 64
         tokenizer=tokenizer,  # gives the vocabulary size and mask id
         seed=0,
     )

@@ -91,6 +91,7 @@ plain span corruption at a quarter of the run.
 """
 
 if SMALL:
+    PRESET = "spactor_t5_nano"  # 2+2 layers, width 64
     DATA = "builtin:python-docs"  # Python's own docs, no download
     BATCH_SIZE = 4
     INPUTS_LENGTH = 64
@@ -189,39 +190,19 @@ encoder's layers, sharing the token embedding) and the RTD head. Build and
 compile it inside the strategy's scope (TensorFlow) so its variables live
 on the TPU; with JAX the distribution set above places them.
 
-The small run wraps an even smaller keras-hub `T5Backbone` (2+2 layers,
-width 64) in `SpacTorT5` directly, which is what `from_preset` does with
-the preset's shape; the mask id comes from the tokenizer's `<mask>` piece.
+The small run uses `spactor_t5_nano` (2+2 layers, width 64). The
+tokenizer gives the vocabulary size and the mask id (its `<mask>` piece).
 """
 
 with strategy.scope():
+    model = keras_spactor.SpacTorT5.from_preset(
+        PRESET,
+        tokenizer=tokenizer,  # gives the vocabulary size and mask id
+        seed=0,
+    )
     if SMALL:
-        backbone = keras_hub.models.T5Backbone(
-            vocabulary_size=2048,  # the 2,000 pieces, padded
-            num_layers=2,
-            num_heads=2,
-            hidden_dim=64,
-            intermediate_dim=128,
-            key_value_dim=32,
-            dropout=0.0,  # T5 v1.1 pre-trains without dropout
-            activation="gelu",
-            use_gated_activation=True,
-            tie_embedding_weights=False,
-        )
-        # keras-hub starts token embeddings at mean 1.0 (from_preset fixes it).
-        keras_spactor.models.initialize_embeddings_like_t5x(
-            backbone, vocabulary_size=tokenizer.vocabulary_size()
-        )
-        model = keras_spactor.SpacTorT5(
-            backbone,
-            tokenizer=tokenizer,  # gives the vocabulary size and mask id
-            seed=0,
-        )
         optimizer = keras.optimizers.AdamW(1e-3)
     else:
-        model = keras_spactor.SpacTorT5.from_preset(
-            PRESET, tokenizer=tokenizer, seed=0
-        )
         optimizer = keras.optimizers.Adafactor(
             InverseSquareRootSchedule(peak=0.01, warmup_steps=10_000)
         )

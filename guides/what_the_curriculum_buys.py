@@ -67,7 +67,6 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import keras
-import keras_hub
 import matplotlib.pyplot as plt
 
 import keras_spactor
@@ -83,13 +82,15 @@ RESULTS = os.environ.get(
 os.makedirs(OUTPUT_DIR, exist_ok=True)
 
 if SMALL:
+    PRESET = "spactor_t5_nano"  # 2+2 layers, width 64
     DATA = "builtin:python-docs"
     BATCH_SIZE, INPUTS_LENGTH = 4, 64
     STEPS, EVALUATE_EVERY, VALIDATION_BATCHES = 4, 2, 1
 else:
-    # The real English corpus of this repository's development setup
-    # (C4-shaped JSONL with a validation split); "tfds:c4/en" works too.
-    DATA = os.path.join("..", "shared", "data", "corpus")
+    PRESET = "spactor_t5_tiny"  # 4+4 layers, width 256
+    # C4 (train and validation splits); any JSONL directory with
+    # `*train*` and `*validation*` files works too.
+    DATA = "tfds:c4/en"
     BATCH_SIZE, INPUTS_LENGTH = 16, 128
     STEPS, EVALUATE_EVERY, VALIDATION_BATCHES = 400, 50, 20
 TAU = STEPS // 2
@@ -103,8 +104,8 @@ TARGETS_LENGTH = span_corruption_lengths(INPUTS_LENGTH)[1]
 the cumulative training FLOPs and the SC loss on held-out batches.
 `tau = 0` is plain span corruption through the same code.
 
-The small size uses a toy keras-hub `T5Backbone` (2+2 layers, width 64);
-the full size the `spactor_t5_tiny` preset (4+4 layers, width 256).
+The small size uses the `spactor_t5_nano` preset (2+2 layers, width 64),
+the full size `spactor_t5_tiny` (4+4 layers, width 256).
 """
 
 
@@ -115,29 +116,8 @@ def build_model(seed):
     # them the SentencePiece op of a tokenizer that tf.data already used.
     keras.utils.set_random_seed(seed)
     tokenizer = keras_spactor.data.default_vocabulary()
-    if not SMALL:
-        model = keras_spactor.SpacTorT5.from_preset(
-            "spactor_t5_tiny", tokenizer=tokenizer, seed=seed
-        )
-        return model, tokenizer
-    backbone = keras_hub.models.T5Backbone(
-        vocabulary_size=2048,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=64,
-        intermediate_dim=128,
-        key_value_dim=32,
-        dropout=0.0,
-        activation="gelu",
-        use_gated_activation=True,
-        tie_embedding_weights=False,
-    )
-    # keras-hub starts token embeddings at mean 1.0 (from_preset fixes it).
-    keras_spactor.models.initialize_embeddings_like_t5x(
-        backbone, vocabulary_size=tokenizer.vocabulary_size()
-    )
-    model = keras_spactor.SpacTorT5(
-        backbone,
+    model = keras_spactor.SpacTorT5.from_preset(
+        PRESET,
         tokenizer=tokenizer,  # gives the vocabulary size and mask id
         seed=seed,
     )

@@ -340,7 +340,7 @@ T5_V1_1_SHAPES = {
 def test_builtin_preset_configs_match_t5_v1_1():
     presets = keras_spactor.SpacTorT5.presets
     assert set(presets) == set(spactor_presets.SPACTOR_PRESETS)
-    own = {"spactor_t5_tiny", "spactor_t5_mini"}
+    own = {"spactor_t5_tiny", "spactor_t5_mini", "spactor_t5_nano"}
     assert set(T5_V1_1_SHAPES) | own == set(presets)
     for name, shape in T5_V1_1_SHAPES.items():
         config = presets[name]["config"]

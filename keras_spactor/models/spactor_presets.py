@@ -1,8 +1,8 @@
 """SpacTor-T5 architectures, randomly initialised for pre-training.
 
 T5 v1.1 shapes (gated-GELU, untied embeddings, no dropout), from the T5 v1.1
-checkpoints' configs; `tiny` and `mini` are this project's own sizes (tests
-and the offline demo; pre-training experiments on a CPU).
+checkpoints' configs; `nano`, `mini` and `tiny` are this project's own sizes
+(guides' small runs, tests and the offline demo, experiments on a CPU).
 
 Each entry of `SPACTOR_PRESETS` holds a `description`, the backbone's
 `params` at T5's 32,128-row embedding (`T5Backbone.count_params()`, the
@@ -25,6 +25,18 @@ T5_VOCABULARY_SIZE = 32100
 T5_EMBEDDING_ROWS = 32128
 
 SPACTOR_PRESETS = {
+    "spactor_t5_nano": {
+        "description": "2+2 layers, width 64: guides' small runs and "
+        "quick experiments (seconds per hundred steps on a CPU).",
+        "params": 4_309_888,
+        "backbone": {
+            "num_layers": 2,
+            "num_heads": 2,
+            "hidden_dim": 64,
+            "intermediate_dim": 128,
+            "key_value_dim": 32,
+        },
+    },
     "spactor_t5_mini": {
         "description": "4+4 layers, width 128: pre-training experiments "
         "that finish on a laptop CPU.",
