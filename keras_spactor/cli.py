@@ -549,7 +549,10 @@ def pretrain(args):
         dataset, os.path.join(args.output_dir, "data_state"), per_epoch
     )
     if args.resume:
-        replayed = batches.resume(done)
+        try:
+            replayed = batches.resume(done)
+        except ValueError as error:
+            fail(f"--resume: {error}")
         if replayed:
             print(
                 f"keras-spactor: no saved data position at step {done}: "

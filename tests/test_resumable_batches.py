@@ -140,6 +140,22 @@ def test_a_source_that_cannot_be_saved_still_trains_and_resumes(tmp_path):
     assert next(resumed.batches()).tolist() == [10, 11]
 
 
+def test_a_damaged_saved_position_is_named(corpus, data_tokenizer, tmp_path):
+    stream = ResumableBatches(
+        _stream(corpus, data_tokenizer), str(tmp_path), SAVE_EVERY
+    )
+    _targets(stream.batches(), 5)
+    state = tmp_path / "step-4"
+    for path in state.iterdir():
+        if path.name.startswith("state.data"):
+            path.write_bytes(path.read_bytes()[:100])  # truncated
+    resumed = ResumableBatches(
+        _stream(corpus, data_tokenizer), str(tmp_path), SAVE_EVERY
+    )
+    with pytest.raises(ValueError, match="step-4 cannot be read"):
+        resumed.resume(4)
+
+
 def test_save_every_must_be_positive(corpus, data_tokenizer, tmp_path):
     with pytest.raises(ValueError, match="save_every"):
         ResumableBatches(_stream(corpus, data_tokenizer), str(tmp_path), 0)

@@ -82,12 +82,24 @@ class ResumableBatches:
         Returns:
             The number of batches read again: 0 when `step`'s own state was
             saved, `step` when no state was (a run from an earlier version).
+
+        Raises:
+            ValueError: naming the state that cannot be read (damaged, or
+                of another pipeline).
         """
         earlier = [s for s in self.saved_steps() if s <= step]
         if earlier:
-            self._checkpoint.read(
-                self._state_prefix(earlier[-1])
-            ).assert_consumed()
+            state = self._state_prefix(earlier[-1])
+            try:
+                self._checkpoint.read(state).assert_consumed()
+            except Exception as error:  # TF raises many kinds here
+                reason = (str(error).strip().splitlines() or [""])[0][:200]
+                raise ValueError(
+                    f"the saved input position {os.path.dirname(state)} "
+                    f"cannot be read ({type(error).__name__}: {reason}); "
+                    "delete that directory to read the stream up to the "
+                    "step again instead"
+                ) from error
             self.position = earlier[-1]
         replayed = step - self.position
         for _ in range(replayed):
