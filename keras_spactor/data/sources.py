@@ -235,12 +235,10 @@ def file_documents_dataset(files):
         naming the file and line.
     """
     is_jsonl = [_has_suffix(path, _JSONL_SUFFIXES) for path in files]
+    compression = ["GZIP" if _has_suffix(p, (".gz",)) else "" for p in files]
 
-    def lines_of(path, jsonl):
-        gzipped = tf.strings.regex_full_match(tf.strings.lower(path), r".*\.gz")
-        lines = tf.data.TextLineDataset(
-            path, compression_type=tf.where(gzipped, "GZIP", "")
-        )
+    def lines_of(path, jsonl, compression):
+        lines = tf.data.TextLineDataset(path, compression_type=compression)
         return lines.enumerate(start=1).map(
             lambda number, line: (path, jsonl, number, line)
         )
@@ -253,7 +251,7 @@ def file_documents_dataset(files):
 
     # Lines are parsed in batches: one Python call per 256 lines.
     return (
-        tf.data.Dataset.from_tensor_slices((files, is_jsonl))
+        tf.data.Dataset.from_tensor_slices((files, is_jsonl, compression))
         .flat_map(lines_of)
         .batch(256)
         .map(parse)
