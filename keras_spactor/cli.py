@@ -208,6 +208,13 @@ def build_parser():
         help="Rank labels by their summed or per-token (mean) log-likelihood.",
     )
     f.add_argument(
+        "--decoder",
+        choices=finetune.DECODERS,
+        default="pretrained",
+        help="'fresh': fine-tune the pre-trained encoder under a newly "
+        "initialised decoder (untied T5 v1.1 embeddings only).",
+    )
+    f.add_argument(
         "--generate",
         action="store_true",
         help="Also report greedy exact-match accuracy (slow).",
@@ -726,6 +733,16 @@ def labelled_tsv(spec, default_split, data_dir):
     return spec
 
 
+def _ties_embeddings(preset):
+    """Whether a keras-hub T5 preset directory ties its embeddings."""
+    try:
+        with open(os.path.join(preset, "config.json")) as f:
+            config = json.load(f)["config"]
+    except (OSError, ValueError, KeyError) as error:
+        fail(f"{preset}: no readable keras-hub config.json ({error})")
+    return bool(config.get("tie_embedding_weights", False))
+
+
 def run_finetune(args):
     from keras_spactor import finetune
 
@@ -737,6 +754,12 @@ def run_finetune(args):
         fail(f"--learning-rate must be positive, got {args.learning_rate}")
     if not 0 <= args.dropout < 1:
         fail(f"--dropout must be in [0, 1), got {args.dropout}")
+    if args.decoder == "fresh" and _ties_embeddings(args.preset):
+        fail(
+            f"--decoder fresh: {args.preset} ties its output head to the "
+            "input embedding (T5 v1.0), so the decoder cannot be drawn anew "
+            "without losing the encoder's embedding"
+        )
     data_dir = os.path.join(args.output_dir, "data")
     try:
         try:
@@ -778,6 +801,7 @@ def run_finetune(args):
         learning_rate=args.learning_rate,
         dropout=args.dropout,
         scoring=args.scoring,
+        decoder=args.decoder,
         generate=args.generate,
         encoder_length=args.encoder_length,
         decoder_length=args.decoder_length,

@@ -22,6 +22,9 @@ DEFAULT_BATCH_SIZE = 16
 DEFAULT_DROPOUT = 0.1  # T5's fine-tuning dropout
 SCORINGS = ("mean", "summed")
 DEFAULT_SCORING = "summed"
+# "fresh": fine-tune the pre-trained encoder under a newly initialised
+# decoder (see `keras_spactor.models.t5x_initialization.reinitialize_decoder`).
+DECODERS = ("pretrained", "fresh")
 
 
 def read_labelled_tsv(path, max_examples=None):
@@ -357,6 +360,7 @@ def finetune(
     learning_rate=DEFAULT_LEARNING_RATE,
     dropout=DEFAULT_DROPOUT,
     scoring=DEFAULT_SCORING,
+    decoder="pretrained",
     generate=False,
     encoder_length=64,
     decoder_length=None,
@@ -421,6 +425,13 @@ def finetune(
         dropout: float. The backbone's dropout while fine-tuning.
         scoring: `"summed"` (the label's log-likelihood) or `"mean"` (per
             token).
+        decoder: `"pretrained"` (T5's protocol: fine-tune the whole model)
+            or `"fresh"`: keep the pre-trained encoder and input embedding,
+            draw the decoder and output embedding anew (needs untied
+            embeddings). A small pre-trained model's decoder has learnt to
+            write span-corruption targets while barely reading its encoder;
+            on the small CPU runs of this project's benchmarks it fine-tunes
+            worse than a fresh one.
         generate: bool. Also report greedy exact-match accuracy (slow).
         encoder_length: int. Encoder tokens (longer texts are cut).
         decoder_length: int. Decoder tokens; default and minimum: the
@@ -445,6 +456,8 @@ def finetune(
     """
     if scoring not in SCORINGS:
         raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
     train_labels, train_texts = read_labelled_tsv(
         train_path, max_train_examples
     )
@@ -461,6 +474,13 @@ def finetune(
 
     keras.utils.set_random_seed(seed)
     model = load_for_finetuning(preset, dropout)
+    if decoder == "fresh":
+        from keras_spactor.models import t5x_initialization
+
+        t5x_initialization.reinitialize_decoder(
+            model.backbone,
+            vocabulary_size=model.preprocessor.tokenizer.vocabulary_size(),
+        )
     longest = int(label_token_counts(model, candidates).max())
     if decoder_length is not None and decoder_length < longest:
         raise ValueError(
@@ -531,6 +551,7 @@ def finetune(
         "learning_rate": learning_rate,
         "batch_size": batch_size,
         "dropout": dropout,
+        "decoder": decoder,
         "train_loss_curve": curve.curve,
         "predictions_sample": predictions[:8],
         "backend": keras.backend.backend(),

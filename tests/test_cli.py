@@ -186,6 +186,11 @@ def test_finetune_bad_inputs_fail_before_work(tmp_path, capsys):
         both + ["--learning-rate", "0"], "must be positive, got 0.0", capsys
     )
     _fails_with(both + ["--scoring", "max"], "invalid choice: 'max'", capsys)
+    _fails_with(both + ["--decoder", "fresh"], "no readable keras-hub", capsys)
+    (preset / "config.json").write_text(
+        json.dumps({"config": {"tie_embedding_weights": True}})
+    )
+    _fails_with(both + ["--decoder", "fresh"], "ties its output head", capsys)
     missing = ["finetune", "--preset", str(tmp_path / "none")]
     _fails_with(
         missing

@@ -240,6 +240,39 @@ def test_finetune_metrics_describe_its_predictions(preset, tmp_path):
     )
 
 
+@pytest.mark.slow
+@pytest.mark.backend_independent
+def test_finetune_with_a_fresh_decoder_keeps_only_the_encoder(preset, tmp_path):
+    train = _write_tsv(tmp_path / "t.tsv", _cat_sentences(8, seed=1))
+    out = str(tmp_path / "out")
+    # A learning rate too small to move anything in two steps: what differs
+    # from the preset afterwards is what `decoder="fresh"` drew anew.
+    metrics = ft.finetune(
+        preset,
+        train,
+        train,
+        out,
+        steps=2,
+        learning_rate=1e-12,
+        decoder="fresh",
+    )
+    assert metrics["decoder"] == "fresh"
+    before = keras_hub.models.T5Backbone.from_preset(preset)
+    after = keras_hub.models.T5Backbone.from_preset(os.path.join(out, "preset"))
+    for old, new in zip(before.weights, after.weights):
+        moved = not np.allclose(
+            keras.ops.convert_to_numpy(old),
+            keras.ops.convert_to_numpy(new),
+            atol=1e-6,
+        )
+        in_decoder = "decoder" in old.path or "reverse" in old.path
+        if old.path.endswith("self_attention/embeddings"):
+            continue  # both stacks' relative bias share this path
+        if np.all(keras.ops.convert_to_numpy(old) == 1.0):
+            continue  # layer norm scales: drawn anew, they are ones again
+        assert moved == in_decoder, old.path
+
+
 def test_training_steps_prefers_steps_over_epochs():
     assert ft.training_steps(7, 3, 100, 16) == 7
     assert ft.training_steps(None, 3, 100, 16) == 3 * math.ceil(100 / 16)

@@ -222,3 +222,74 @@ def test_presence_of_a_word_is_learnt_from_the_input():
     majority = max(present.mean(), 1 - present.mean())
     accuracy = _rank_accuracy(model, x_test, present)
     assert accuracy > majority + 0.15, (accuracy, majority)
+
+
+def _pretrained_looking_backbone():
+    """A tiny untied T5 whose every weight is moved off its initial value,
+    as pre-training would."""
+    keras.utils.set_random_seed(5)
+    backbone = mh.tiny_backbone(num_layers=2)
+    for variable in backbone.weights:
+        variable.assign(mh.numpy(variable) * 0.5 + 0.25)
+    return backbone
+
+
+def test_reinitialize_decoder_keeps_the_encoder_and_redraws_the_decoder():
+    from keras_spactor.models.t5x_initialization import reinitialize_decoder
+
+    backbone = _pretrained_looking_backbone()
+    before = {id(v): mh.numpy(v) for v in backbone.weights}
+    x = {
+        "encoder_token_ids": np.array([[5, 9, 23, 7, 1, 0]], "int32"),
+        "encoder_padding_mask": np.array([[1, 1, 1, 1, 1, 0]], bool),
+        "decoder_token_ids": np.array([[0, 11, 12]], "int32"),
+        "decoder_padding_mask": np.ones((1, 3), bool),
+    }
+    old = {k: mh.numpy(v) for k, v in backbone(x).items()}
+    keras.utils.set_random_seed(6)
+    reinitialize_decoder(backbone, vocabulary_size=mh.VOCABULARY_SIZE)
+    new = {k: mh.numpy(v) for k, v in backbone(x).items()}
+
+    decoder = {
+        id(v)
+        for layer in backbone.decoder_transformer_layers
+        + [backbone.decoder_layer_norm]
+        for v in layer.weights
+    } | {id(backbone.token_embedding.reverse_embeddings)}
+    for variable in backbone.weights:
+        changed = not np.array_equal(mh.numpy(variable), before[id(variable)])
+        assert changed == (id(variable) in decoder), variable.path
+    np.testing.assert_array_equal(
+        new["encoder_sequence_output"], old["encoder_sequence_output"]
+    )
+    assert not np.allclose(
+        new["decoder_sequence_output"], old["decoder_sequence_output"]
+    )
+
+    # Drawn as a from-scratch model draws them (the reference: a new
+    # backbone of the same shape, keras-hub's initialisers + T5X's
+    # embeddings), not just "changed".
+    keras.utils.set_random_seed(7)
+    reference = mh.tiny_backbone(num_layers=2)
+    for mine, theirs in zip(
+        backbone.decoder_transformer_layers[0].weights,
+        reference.decoder_transformer_layers[0].weights,
+    ):
+        mine, theirs = mh.numpy(mine), mh.numpy(theirs)
+        if theirs.std() == 0:  # layer norm scales start at one
+            np.testing.assert_array_equal(mine, theirs)
+        else:
+            assert mine.std() == pytest.approx(theirs.std(), rel=0.3)
+            assert abs(mine.mean()) < 5 * theirs.std() / math.sqrt(mine.size)
+    reverse = mh.numpy(backbone.token_embedding.reverse_embeddings)
+    assert reverse[:, : mh.VOCABULARY_SIZE].std() == pytest.approx(
+        32**-0.5, rel=0.1
+    )
+    assert not reverse[:, mh.VOCABULARY_SIZE :].any()
+
+
+def test_reinitialize_decoder_refuses_tied_embeddings():
+    from keras_spactor.models.t5x_initialization import reinitialize_decoder
+
+    with pytest.raises(ValueError, match="untied embeddings"):
+        reinitialize_decoder(mh.tiny_backbone(tie=True))

@@ -75,3 +75,63 @@ def _redraw(variable, stddev, seeds):
         variable.shape, stddev=stddev, dtype=variable.dtype, seed=seeds
     )
     variable.assign(values)
+
+
+def reinitialize_decoder(backbone, vocabulary_size=None):
+    """Give a pre-trained `T5Backbone` a freshly initialised decoder.
+
+    The encoder (its layers, relative position bias and final norm) and the
+    shared input embedding keep their pre-trained values; the decoder's
+    layers (with their relative position bias and cross-attention), its
+    final norm and the untied output embedding are drawn again as a
+    from-scratch model draws them (keras-hub's initialisers, embeddings as
+    T5X does). Fine-tuning then trains a new decoder on the pre-trained
+    encoder, as EncT5 (Liu et al., 2021, arXiv 2110.08426) fine-tunes T5's
+    encoder under a small fresh decoder for classification.
+
+    Args:
+        backbone: a `keras_hub.models.T5Backbone` with untied embeddings
+            (T5 v1.1): a tied output head *is* the input embedding, which
+            stays pre-trained.
+        vocabulary_size: optional int, the tokenizer's pieces (rows of the
+            output embedding past them start at zero).
+
+    The draws follow Keras's global seed: call `keras.utils.set_random_seed`
+    before loading the model (on TensorFlow, seeding after a tokenizer is
+    made deletes its SentencePiece resource).
+
+    Returns:
+        The backbone.
+
+    Example:
+    ```python
+    keras.utils.set_random_seed(0)
+    lm = keras_hub.models.T5Seq2SeqLM.from_preset("runs/demo/preset")
+    reinitialize_decoder(lm.backbone)
+    ```
+    """
+    if backbone.tie_embedding_weights:
+        raise ValueError(
+            "reinitialize_decoder needs untied embeddings (T5 v1.1): with "
+            "tie_embedding_weights=True the decoder's output head is the "
+            "encoder's input embedding."
+        )
+    fresh = type(backbone).from_config(backbone.get_config())
+    initialize_embeddings_like_t5x(fresh, vocabulary_size=vocabulary_size)
+    pairs = [
+        (mine, new)
+        for layer, new_layer in zip(
+            backbone.decoder_transformer_layers + [backbone.decoder_layer_norm],
+            fresh.decoder_transformer_layers + [fresh.decoder_layer_norm],
+        )
+        for mine, new in zip(layer.weights, new_layer.weights)
+    ]
+    pairs.append(
+        (
+            backbone.token_embedding.reverse_embeddings,
+            fresh.token_embedding.reverse_embeddings,
+        )
+    )
+    for mine, new in pairs:
+        mine.assign(new)
+    return backbone
