@@ -76,3 +76,26 @@ def test_comparisons_cover_the_questions_asked():
     assert ((arm, 50), ("sc", 100)) in pairs  # the paper's claim
     assert ((arm, 100), ("sc", 100)) in pairs
     assert args.seeds == [0, 1, 2]  # the default setting has 3 seeds
+
+
+def test_report_has_a_column_per_way_of_finetuning():
+    tool = _tool()
+    rows = [_row("random", 0, s, 0.5 + s / 10) for s in range(2)]
+    rows += [_row("sc", 10, s, 0.6) for s in range(2)]
+    for row, fresh in zip(rows, (0.70, 0.60, 0.75, 0.75)):
+        row["sst2_fresh_decoder_accuracy"] = fresh
+    table = tool.summarize(rows)
+    differences = tool.paired_differences(rows, [(("sc", 10), ("random", 0))])
+    text = tool.markdown(table, differences, {"sst2": 0.5, "trec": 0.25})
+    header = text.splitlines()[0]
+    assert "| SST-2 acc | TREC acc | SST-2 acc (fresh decoder) |" in header
+    random, sc = text.splitlines()[2:4]
+    # Cells: arm, steps, TFLOPs, val SC loss, SST-2, TREC, SST-2 fresh.
+    assert random.split("|")[7].strip() == "0.650 ± 0.071"  # 0.70, 0.60
+    assert sc.split("|")[7].strip() == "0.750 ± 0.000"
+    # sc - random per seed: +0.05, +0.15 -> mean 0.10, SE 0.05.
+    fresh = differences[0]["sst2_fresh_decoder_accuracy"]
+    assert fresh["mean"] == pytest.approx(0.10)
+    assert fresh["standard_error"] == pytest.approx(0.05)
+    majority = text.splitlines()[4]
+    assert majority.split("|")[4:8] == ["  ", " 0.500 ", " 0.250 ", " 0.500 "]
