@@ -428,10 +428,9 @@ def finetune(
         decoder: `"pretrained"` (T5's protocol: fine-tune the whole model)
             or `"fresh"`: keep the pre-trained encoder and input embedding,
             draw the decoder and output embedding anew (needs untied
-            embeddings). A small pre-trained model's decoder has learnt to
-            write span-corruption targets while barely reading its encoder;
-            on the small CPU runs of this project's benchmarks it fine-tunes
-            worse than a fresh one.
+            embeddings). A briefly pre-trained model's decoder has learnt
+            to write span-corruption targets while barely reading its
+            encoder; a fresh one measures what the encoder learnt.
         generate: bool. Also report greedy exact-match accuracy (slow).
         encoder_length: int. Encoder tokens (longer texts are cut).
         decoder_length: int. Decoder tokens; default and minimum: the
