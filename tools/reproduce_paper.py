@@ -34,6 +34,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(ROOT, "..", "shared", "data")
 sys.path.insert(0, ROOT)
 
+# Everyday English (WordNet glosses) next to the documentation corpus.
+BOTH_CORPORA = [
+    os.path.join(SHARED, "corpus-general"),
+    os.path.join(SHARED, "corpus"),
+]
+# `finetune`'s ways of fine-tuning a preset: whole, or the encoder under a
+# fresh decoder (keras_spactor.finetune.DECODERS, not imported here so that
+# the tool starts without Keras).
+DECODERS = ("pretrained", "fresh")
+
 SETTINGS = {
     # The default: a model small enough to train 1,500 steps per arm and
     # seed on 2 CPU cores, with T5's optimiser (Adafactor, relative steps:
@@ -44,10 +54,7 @@ SETTINGS = {
     # and the encoder under a fresh decoder).
     "cpu90": {
         "preset": "spactor_t5_nano",
-        "corpus": [
-            os.path.join(SHARED, "corpus-general"),
-            os.path.join(SHARED, "corpus"),
-        ],
+        "corpus": BOTH_CORPORA,
         "steps": 1500,
         "tau": [375],
         "seeds": [0, 1, 2],
@@ -60,17 +67,14 @@ SETTINGS = {
         "finetune_examples": 2000,
         "finetune_steps": 600,
         "finetune_learning_rate": 1e-3,
-        "decoders": ["pretrained", "fresh"],
+        "decoders": list(DECODERS),
         "evaluation_examples": None,
     },
     # The previous default (BENCHMARKS.md's first table): a wider model for
     # 400 steps with AdamW, fine-tuned whole.
     "cpu90_mini": {
         "preset": "spactor_t5_mini",
-        "corpus": [
-            os.path.join(SHARED, "corpus-general"),
-            os.path.join(SHARED, "corpus"),
-        ],
+        "corpus": BOTH_CORPORA,
         "steps": 400,
         "tau": [100],
         "seeds": [0, 1, 2],
@@ -89,10 +93,7 @@ SETTINGS = {
     # time for fine-tuning within 9 minutes; 2 x 1,000 steps take ~5.
     "h100_small": {
         "preset": "spactor_t5_small",
-        "corpus": [
-            os.path.join(SHARED, "corpus-general"),
-            os.path.join(SHARED, "corpus"),
-        ],
+        "corpus": BOTH_CORPORA,
         "steps": 1000,
         "tau": [250],
         "seeds": [0],
@@ -119,7 +120,7 @@ SETTINGS = {
         "validation_batches": 2,
         "finetune_examples": 64,
         "finetune_steps": 4,
-        "decoders": ["pretrained", "fresh"],
+        "decoders": list(DECODERS),
         "evaluation_examples": 32,
     },
 }
@@ -163,7 +164,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--decoders",
         nargs="+",
-        choices=["pretrained", "fresh"],
+        choices=DECODERS,
         help="Fine-tune each preset whole ('pretrained') and/or its encoder "
         "under a newly drawn decoder ('fresh').",
     )
@@ -517,25 +518,22 @@ def downstream(row, args, out):
 
 
 TRAINING_METRICS = ["validation_sc_loss", "encoder_use", "encoder_token_cosine"]
-DECODERS = ("pretrained", "fresh")
-# Every metric a row can hold, in report order, with its column name and
-# (for accuracies) its task.
-METRICS = TRAINING_METRICS + [
-    _accuracy_key(t, d) for d in DECODERS for t in TASKS
-]
+TASK_NAMES = {"sst2": "SST-2", "trec": "TREC"}
+# Each accuracy a row can hold -> its task.
+METRIC_TASKS = {_accuracy_key(t, d): t for d in DECODERS for t in TASKS}
+# Every metric a row can hold, in report order, and its column name.
+METRICS = TRAINING_METRICS + list(METRIC_TASKS)
 METRIC_NAMES = {
     "validation_sc_loss": "val SC loss",
     "encoder_use": "encoder use",
     "encoder_token_cosine": "encoder cosine",
+    **{
+        _accuracy_key(t, d): f"{TASK_NAMES[t]} acc"
+        + (" (fresh decoder)" if d == "fresh" else "")
+        for d in DECODERS
+        for t in TASKS
+    },
 }
-METRIC_TASKS = {}
-for _decoder in DECODERS:
-    for _task, _name in (("sst2", "SST-2"), ("trec", "TREC")):
-        _key = _accuracy_key(_task, _decoder)
-        METRIC_TASKS[_key] = _task
-        METRIC_NAMES[_key] = f"{_name} acc" + (
-            " (fresh decoder)" if _decoder == "fresh" else ""
-        )
 
 
 def metrics_in(records):
