@@ -22,6 +22,8 @@ DEFAULT_BATCH_SIZE = 16
 DEFAULT_DROPOUT = 0.1  # T5's fine-tuning dropout
 SCORINGS = ("mean", "summed")
 DEFAULT_SCORING = "summed"
+# Training examples re-scored after fine-tuning (`train_accuracy`).
+TRAIN_ACCURACY_EXAMPLES = 500
 # "fresh": fine-tune the pre-trained encoder under a newly initialised
 # decoder (see `keras_spactor.models.t5x_initialization.reinitialize_decoder`).
 DECODERS = ("pretrained", "fresh")
@@ -444,7 +446,10 @@ def finetune(
         The metrics dict written to `metrics.json`: `accuracy` (the rank
         classification accuracy, also `rank_accuracy`), its 95% Wilson
         `accuracy_interval`, `majority_accuracy` (predicting the evaluation
-        file's most frequent label), `prediction_counts`,
+        file's most frequent label), `train_accuracy` and
+        `train_majority_accuracy` (the same scoring on the first
+        `TRAIN_ACCURACY_EXAMPLES` training examples: near the majority
+        rate, fine-tuning did not fit the task), `prediction_counts`,
         `accuracy_by_scoring` and, with `generate`, `exact_match_accuracy`.
 
     Example:
@@ -526,6 +531,13 @@ def finetune(
         )
         if name == scoring:
             predictions = [candidates[i] for i in best]
+    # Did fine-tuning fit the task at all? A model left at the label prior
+    # scores about the majority rate on its own training examples too, and
+    # its evaluation accuracy is then noise around the majority rate.
+    fit_labels = train_labels[:TRAIN_ACCURACY_EXAMPLES]
+    fit_predictions = rank_classify(
+        model, train_texts[: len(fit_labels)], candidates, scoring, batch_size
+    )
     hits = sum(p == t for p, t in zip(predictions, eval_labels))
     n = len(eval_labels)
     eval_majority = majority_label(eval_labels)
@@ -540,6 +552,10 @@ def finetune(
         "majority_accuracy": eval_labels.count(eval_majority) / n,
         "evaluation_majority_label": eval_majority,
         "train_majority_label": majority_label(train_labels),
+        "train_accuracy": exact_match_accuracy(fit_predictions, fit_labels),
+        "train_majority_accuracy": (
+            fit_labels.count(majority_label(fit_labels)) / len(fit_labels)
+        ),
         "prediction_counts": label_counts(predictions, candidates),
         "evaluation_label_counts": label_counts(eval_labels, candidates),
         "labels": candidates,

@@ -238,6 +238,13 @@ def test_finetune_metrics_describe_its_predictions(preset, tmp_path):
     assert metrics["accuracy_interval"] == pytest.approx(
         ft.wilson_interval(hits, 5)
     )
+    # The fit check re-scores the training examples the same way.
+    train_labels, train_texts = ft.read_labelled_tsv(train)
+    fitted = ft.rank_classify(lm, train_texts, LABELS, metrics["scoring"])
+    assert metrics["train_accuracy"] == pytest.approx(
+        np.mean([p == t for p, t in zip(fitted, train_labels)])
+    )
+    assert metrics["train_majority_accuracy"] == pytest.approx(2 / 3)
 
 
 @pytest.mark.slow
@@ -290,6 +297,7 @@ def test_default_recipe_learns_whether_a_cat_is_mentioned(preset, tmp_path):
     assert metrics["majority_accuracy"] == 0.5
     assert metrics["accuracy"] >= 0.8, metrics
     assert metrics["accuracy_interval"][0] > metrics["majority_accuracy"]
+    assert metrics["train_accuracy"] >= 0.8, metrics
 
 
 def test_warmup_then_constant_learning_rate():

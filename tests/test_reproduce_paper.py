@@ -99,3 +99,56 @@ def test_report_has_a_column_per_way_of_finetuning():
     assert fresh["standard_error"] == pytest.approx(0.05)
     majority = text.splitlines()[4]
     assert majority.split("|")[4:8] == ["  ", " 0.500 ", " 0.250 ", " 0.500 "]
+
+
+def test_report_shows_whether_finetuning_fit_the_training_examples():
+    tool = _tool()
+    rows = [_row("random", 0, s, 0.5) for s in range(2)]
+    for row, fit in zip(rows, (0.9, 0.8)):
+        row["sst2_train_accuracy"] = fit
+    text = tool.markdown(tool.summarize(rows), [], {"sst2": 0.5, "trec": 0.25})
+    header = [c.strip() for c in text.splitlines()[0].split("|")]
+    column = header.index("SST-2 train acc")
+    assert header[column - 2 : column] == ["SST-2 acc", "TREC acc"]
+    assert text.splitlines()[2].split("|")[column].strip() == "0.850 ± 0.071"
+    # The majority row is the evaluation file's: none for a fit column.
+    assert text.splitlines()[3].split("|")[column].strip() == ""
+
+
+def _write_tsv(path, rows):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("label\tsentence\n")
+        f.writelines(f"{label}\t{text}\n" for label, text in rows)
+
+
+def test_task_text_holds_training_sentences_only_without_labels(tmp_path):
+    import gzip
+    import json
+
+    tool = _tool()
+    downstream = tmp_path / "downstream"
+    downstream.mkdir()
+    train_texts = {}
+    for task, (train, evaluation) in tool.TASKS.items():
+        train_texts[task] = [f"{task} training sentence {i}" for i in range(45)]
+        _write_tsv(downstream / train, [("yes", t) for t in train_texts[task]])
+        _write_tsv(downstream / evaluation, [("yes", f"{task} held-out text")])
+    corpus = tool.write_task_text(str(downstream), str(tmp_path / "text"))
+
+    def read(split):
+        path = os.path.join(corpus, f"task_text.{split}.jsonl.gz")
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            return [json.loads(line)["text"] for line in f]
+
+    train, validation = read("train"), read("validation")
+    # Every training sentence lands in exactly one split, label-free; the
+    # evaluation files' text in neither.
+    everything = [t for texts in train_texts.values() for t in texts]
+    assert sorted(train + validation) == sorted(everything)
+    # 45 sentences per task: the 20th and 40th of each are held out.
+    assert sorted(validation) == sorted(
+        f"{task} training sentence {i}" for task in tool.TASKS for i in (19, 39)
+    )
+    # Shuffled together, so the first documents (the vocabulary's sample)
+    # hold every task.
+    assert {t.split()[0] for t in train[:20]} == set(tool.TASKS)

@@ -29,6 +29,7 @@ import os
 import statistics
 import sys
 import time
+import zlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(ROOT, "..", "shared", "data")
@@ -124,6 +125,9 @@ SETTINGS = {
         "evaluation_examples": 32,
     },
 }
+# Every this-many-th task sentence is held out of the task-text corpus as
+# its validation split.
+TASK_TEXT_HOLDOUT = 20
 # The SentencePiece model's file name in --export-batches' directory.
 VOCABULARY = "vocabulary.model"
 
@@ -143,6 +147,13 @@ def parse_args(argv=None):
         "JSONL files.",
     )
     p.add_argument("--downstream", default=os.path.join(SHARED, "downstream"))
+    p.add_argument(
+        "--task-text",
+        action="store_const",
+        const=True,
+        help="Also pre-train on the downstream tasks' training sentences "
+        "(labels dropped; task-adaptive pre-training).",
+    )
     p.add_argument("--preset")
     p.add_argument("--steps", type=int, help="N")
     p.add_argument(
@@ -197,6 +208,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     setting = dict(SETTINGS[args.setting])
     setting.setdefault("mixed_precision", False)
+    setting.setdefault("task_text", False)
     setting.setdefault("optimizer", "adamw")
     setting.setdefault("finetune_learning_rate", 3e-4)
     setting.setdefault("decoders", ["pretrained"])
@@ -206,6 +218,40 @@ def parse_args(argv=None):
     return args
 
 
+def write_task_text(downstream, directory):
+    """The tasks' training sentences, labels dropped, as a JSONL corpus.
+
+    Task-adaptive pre-training (Gururangan et al., 2020): the unlabelled
+    text of the fine-tuning sets, never their evaluation files. One
+    sentence per document, the tasks' sentences shuffled together (the
+    vocabulary is trained on the first documents); every
+    `TASK_TEXT_HOLDOUT`-th sentence of each task goes to the validation
+    split instead.
+
+    Returns:
+        `directory`, holding `task_text.train.jsonl.gz` and
+        `task_text.validation.jsonl.gz`.
+    """
+    import gzip
+    import random
+
+    from keras_spactor.finetune import read_labelled_tsv
+
+    splits = {"train": [], "validation": []}
+    for train, _ in TASKS.values():
+        _, texts = read_labelled_tsv(os.path.join(downstream, train))
+        for i, text in enumerate(texts, start=1):
+            held_out = i % TASK_TEXT_HOLDOUT == 0
+            splits["validation" if held_out else "train"].append(text)
+    os.makedirs(directory, exist_ok=True)
+    for split, texts in splits.items():
+        random.Random(0).shuffle(texts)
+        path = os.path.join(directory, f"task_text.{split}.jsonl.gz")
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            f.writelines(json.dumps({"text": t}) + "\n" for t in texts)
+    return directory
+
+
 def corpus_vocabulary(args):
     """A SentencePiece model trained (once, cached) on the corpus."""
     from keras_spactor.data.sources import iter_documents
@@ -213,8 +259,17 @@ def corpus_vocabulary(args):
     from keras_spactor.data.vocabulary import train_vocabulary
 
     names = "_".join(os.path.basename(os.path.normpath(c)) for c in args.corpus)
+    # The files' names and sizes in the key: a corpus of the same name with
+    # other text (e.g. task text from another --downstream) gets its own.
+    listing = sorted(
+        f"{name}:{os.path.getsize(os.path.join(c, name))}"
+        for c in args.corpus
+        for name in os.listdir(c)
+    )
+    key = zlib.crc32("\n".join(listing).encode())
     prefix = os.path.join(
-        default_cache_dir(), f"reproduce_{names}_{args.vocabulary_size}"
+        default_cache_dir(),
+        f"reproduce_{names}_{args.vocabulary_size}_{key:08x}",
     )
     if not os.path.exists(prefix + ".model"):
         # The same number of documents from each corpus, at most 4,000.
@@ -490,6 +545,12 @@ def _accuracy_key(task, decoder):
     return f"{task}_{decoder}_decoder_accuracy"
 
 
+def _train_accuracy_key(task, decoder):
+    """The row key of the fine-tuned model's accuracy on its own training
+    examples (did fine-tuning fit the task?)."""
+    return _accuracy_key(task, decoder).replace("_accuracy", "_train_accuracy")
+
+
 def downstream(row, args, out):
     """Fine-tune the row's preset on every task, each way in
     `args.decoders`; add the accuracies to it."""
@@ -512,6 +573,7 @@ def downstream(row, args, out):
                 save_preset=False,
             )
             row[_accuracy_key(task, decoder)] = metrics["accuracy"]
+            row[_train_accuracy_key(task, decoder)] = metrics["train_accuracy"]
             row[f"{task}_majority"] = metrics["majority_accuracy"]
             row[f"{task}_examples"] = metrics["evaluation_examples"]
     print(json.dumps(row), flush=True)
@@ -522,13 +584,20 @@ TASK_NAMES = {"sst2": "SST-2", "trec": "TREC"}
 # Each accuracy a row can hold -> its task.
 METRIC_TASKS = {_accuracy_key(t, d): t for d in DECODERS for t in TASKS}
 # Every metric a row can hold, in report order, and its column name.
-METRICS = TRAINING_METRICS + list(METRIC_TASKS)
+FIT_METRICS = [_train_accuracy_key(t, d) for d in DECODERS for t in TASKS]
+METRICS = TRAINING_METRICS + list(METRIC_TASKS) + FIT_METRICS
 METRIC_NAMES = {
     "validation_sc_loss": "val SC loss",
     "encoder_use": "encoder use",
     "encoder_token_cosine": "encoder cosine",
     **{
         _accuracy_key(t, d): f"{TASK_NAMES[t]} acc"
+        + (" (fresh decoder)" if d == "fresh" else "")
+        for d in DECODERS
+        for t in TASKS
+    },
+    **{
+        _train_accuracy_key(t, d): f"{TASK_NAMES[t]} train acc"
         + (" (fresh decoder)" if d == "fresh" else "")
         for d in DECODERS
         for t in TASKS
@@ -791,11 +860,17 @@ def main(argv=None):
     for path in needed:
         if not os.path.isdir(path):
             raise SystemExit(f"reproduce_paper: {path} does not exist")
+    out = args.output_dir
+    os.makedirs(out, exist_ok=True)
+    if args.task_text and not args.batches:
+        task_text = os.path.join(out, "task_text")
+        args.corpus = [
+            *args.corpus,
+            write_task_text(args.downstream, task_text),
+        ]
     if args.export_batches:
         export_batches(args)
         return
-    out = args.output_dir
-    os.makedirs(out, exist_ok=True)
     if args.mixed_precision:
         import keras
 
