@@ -115,6 +115,19 @@ def test_report_shows_whether_finetuning_fit_the_training_examples():
     assert text.splitlines()[3].split("|")[column].strip() == ""
 
 
+def test_probe_columns_sit_beside_the_finetuning_ones_with_the_majority():
+    tool = _tool()
+    rows = [_row("random", 0, s, 0.5) for s in range(2)]
+    for row, probe in zip(rows, (0.6, 0.7)):
+        row["trec_probe_accuracy"] = probe
+    text = tool.markdown(tool.summarize(rows), [], {"sst2": 0.5, "trec": 0.25})
+    header = [c.strip() for c in text.splitlines()[0].split("|")]
+    column = header.index("TREC probe")
+    assert header[column - 1] == "TREC acc"
+    assert text.splitlines()[2].split("|")[column].strip() == "0.650 ± 0.071"
+    assert text.splitlines()[3].split("|")[column].strip() == "0.250"
+
+
 def _write_tsv(path, rows):
     with open(path, "w", encoding="utf-8") as f:
         f.write("label\tsentence\n")

@@ -226,6 +226,12 @@ def parse_args(argv=None):
     )
     p.add_argument("--output-dir", default=os.path.join("runs", "reproduce"))
     p.add_argument(
+        "--probe-only",
+        action="store_true",
+        help="Add the linear-probe accuracies to the rows finished so far "
+        "(from their saved presets), then write the report.",
+    )
+    p.add_argument(
         "--report-only",
         action="store_true",
         help="Write the report from the rows finished so far (rows.jsonl).",
@@ -576,11 +582,34 @@ def _train_accuracy_key(task, decoder):
     return _accuracy_key(task, decoder).replace("_accuracy", "_train_accuracy")
 
 
+def _probe_key(task):
+    """The row key of a task's frozen-encoder linear-probe accuracy."""
+    return f"{task}_probe_accuracy"
+
+
+def probe(row, args):
+    """Add each task's linear-probe accuracy (frozen encoder, the same
+    labelled examples as fine-tuning) to the row."""
+    from keras_spactor.linear_probe import linear_probe
+
+    for task, (train, evaluation) in TASKS.items():
+        metrics = linear_probe(
+            row["preset"],
+            os.path.join(args.downstream, train),
+            os.path.join(args.downstream, evaluation),
+            max_train_examples=args.finetune_examples,
+            max_evaluation_examples=args.evaluation_examples,
+        )
+        row[_probe_key(task)] = metrics["accuracy"]
+        row[f"{task}_majority"] = metrics["majority_accuracy"]
+
+
 def downstream(row, args, out):
-    """Fine-tune the row's preset on every task, each way in
+    """Probe and fine-tune the row's preset on every task, each way in
     `args.decoders`; add the accuracies to it."""
     from keras_spactor.finetune import finetune
 
+    probe(row, args)
     for decoder in args.decoders:
         for task, (train, evaluation) in TASKS.items():
             name = f"{os.path.basename(row['preset'])}_{task}_{decoder}"
@@ -608,6 +637,7 @@ TRAINING_METRICS = ["validation_sc_loss", "encoder_use", "encoder_token_cosine"]
 TASK_NAMES = {"sst2": "SST-2", "trec": "TREC"}
 # Each accuracy a row can hold -> its task.
 METRIC_TASKS = {_accuracy_key(t, d): t for d in DECODERS for t in TASKS}
+METRIC_TASKS.update({_probe_key(t): t for t in TASKS})
 # Every metric a row can hold, in report order, and its column name.
 FIT_METRICS = [_train_accuracy_key(t, d) for d in DECODERS for t in TASKS]
 METRICS = TRAINING_METRICS + list(METRIC_TASKS) + FIT_METRICS
@@ -621,6 +651,7 @@ METRIC_NAMES = {
         for d in DECODERS
         for t in TASKS
     },
+    **{_probe_key(t): f"{TASK_NAMES[t]} probe" for t in TASKS},
     **{
         _train_accuracy_key(t, d): f"{TASK_NAMES[t]} train acc"
         + (" (fresh decoder)" if d == "fresh" else "")
@@ -878,6 +909,14 @@ def main(argv=None):
     rows_path = os.path.join(args.output_dir, "rows.jsonl")
     if args.report_only:
         report(_read_rows(rows_path), args)
+        return
+    if args.probe_only:
+        rows = _read_rows(rows_path)
+        for row in rows:
+            if _probe_key(next(iter(TASKS))) not in row:
+                probe(row, args)
+                _append(rows_path, row)
+        report(rows, args)
         return
     needed = [args.batches] if args.batches else list(args.corpus)
     if not args.export_batches:
