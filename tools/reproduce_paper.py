@@ -4,22 +4,27 @@ For each seed: a randomly initialised model (the baseline every pre-trained
 arm must beat), span corruption (tau=0) and SpacTor (each requested tau),
 pre-trained for N steps with presets kept at N/2 and N. Every preset is
 fine-tuned on SST-2 and TREC with the `finetune` command's code and scored
-by rank classification. The report (Markdown + JSON + PNG) has mean and std
-over seeds, paired differences per seed (pre-trained - random init, SpacTor
-- SC) with their standard errors, validation SC loss on the held-out corpus
-split, and accuracy against steps and against training FLOPs. The paper's
-claim (Ye et al., 2024): SpacTor at N/2 steps matches SC at N steps.
+by rank classification, and probed (a logistic regression on the frozen
+encoder's mean-pooled outputs, `keras_spactor.linear_probe`). The report
+(Markdown + JSON + PNG) has mean and std over seeds, paired differences
+per seed (pre-trained - random init, SpacTor - SC) with their standard
+errors, validation SC loss on the held-out corpus split, whether
+fine-tuning fit the training examples, and accuracy against steps and
+against training FLOPs. The paper's claim (Ye et al., 2024): SpacTor at
+N/2 steps matches SC at N steps.
 
     KERAS_BACKEND=jax python tools/reproduce_paper.py   # --setting cpu90
     KERAS_BACKEND=jax python tools/reproduce_paper.py --setting quick
 
 Settings: `cpu90` (default: `spactor_t5_nano`, 1,500 steps with T5's
 Adafactor, every preset fine-tuned whole and as its encoder under a fresh
-decoder) runs whole in at most 90 minutes on 2 CPU cores; `cpu90_mini` is
-the earlier, wider 400-step AdamW setting; `h100_small` the T5 v1.1 small
-shape for one GPU (tools/gpu_reproduce.sh); `quick` is a smoke run of
-minutes. Any setting value can be
-overridden by its flag. Results go to --output-dir (default
+decoder) runs whole in at most 90 minutes on 2 CPU cores;
+`cpu90_task_text` pre-trains the same model on the tasks' own training
+sentences (`--task-text`, labels dropped) for 3,000 steps and fine-tunes
+on every label; `cpu90_mini` is the earlier, wider 400-step AdamW
+setting; `h100_small` the T5 v1.1 small shape for one GPU
+(tools/gpu_reproduce.sh); `quick` is a smoke run of minutes. Any setting
+value can be overridden by its flag. Results go to --output-dir (default
 runs/reproduce): results.json, results.md, accuracy.png.
 """
 
