@@ -113,6 +113,12 @@ def test_report_shows_whether_finetuning_fit_the_training_examples():
     assert text.splitlines()[2].split("|")[column].strip() == "0.850 ± 0.071"
     # The majority row is the evaluation file's: none for a fit column.
     assert text.splitlines()[3].split("|")[column].strip() == ""
+    # A check on each run, not something to compare arms by.
+    differences = tool.paired_differences(
+        rows, [(("random", 0), ("random", 0))]
+    )
+    text = tool.markdown(tool.summarize(rows), differences, {"sst2": 0.5})
+    assert "SST-2 train acc" not in text.split("Paired differences")[1]
 
 
 def test_probe_columns_sit_beside_the_finetuning_ones_with_the_majority():

@@ -782,6 +782,9 @@ def markdown(table, differences, majority):
         )
         + " | |"
     )
+    # Whether fine-tuning fit is a check on each run, not a comparison.
+    metrics = [m for m in metrics if m not in FIT_METRICS]
+    names = [METRIC_NAMES[m] for m in metrics]
     lines += [
         "",
         "Paired differences over seeds (a - b: mean ± standard error, z):",
