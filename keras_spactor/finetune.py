@@ -79,6 +79,22 @@ def check_labels(train_labels, validation_labels, validation_path):
         )
 
 
+def read_task(train_path, evaluation_path, max_train=None, max_evaluation=None):
+    """A task's training and evaluation TSVs, read and checked together.
+
+    Returns:
+        `((train_labels, train_texts), (eval_labels, eval_texts))`.
+
+    Raises:
+        ValueError: an evaluation label never occurs in training (and the
+            errors of `read_labelled_tsv`).
+    """
+    train = read_labelled_tsv(train_path, max_train)
+    evaluation = read_labelled_tsv(evaluation_path, max_evaluation)
+    check_labels(train[0], evaluation[0], evaluation_path)
+    return train, evaluation
+
+
 def training_steps(steps, epochs, train_examples, batch_size):
     """The step budget: `steps` if given, else `epochs` passes over the
     training set, else `DEFAULT_STEPS`."""
@@ -462,13 +478,9 @@ def finetune(
         raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
     if decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
-    train_labels, train_texts = read_labelled_tsv(
-        train_path, max_train_examples
+    (train_labels, train_texts), (eval_labels, eval_texts) = read_task(
+        train_path, validation_path, max_train_examples, max_validation_examples
     )
-    eval_labels, eval_texts = read_labelled_tsv(
-        validation_path, max_validation_examples
-    )
-    check_labels(train_labels, eval_labels, validation_path)
     candidates = sorted(set(train_labels))
     steps = training_steps(steps, epochs, len(train_labels), batch_size)
     if warmup_steps is None:
@@ -519,9 +531,16 @@ def finetune(
         verbose=2,
     )
 
-    log_likelihoods = label_log_likelihoods(
-        model, eval_texts, candidates, batch_size
+    # Did fine-tuning fit the task at all? A model left at the label prior
+    # scores about the majority rate on its own training examples too, and
+    # its evaluation accuracy is then noise around the majority rate. Both
+    # sets are scored in one pass (one compiled scorer).
+    fit_labels = train_labels[:TRAIN_ACCURACY_EXAMPLES]
+    fit_texts = train_texts[: len(fit_labels)]
+    scored = label_log_likelihoods(
+        model, eval_texts + fit_texts, candidates, batch_size
     )
+    log_likelihoods, fit_log_likelihoods = np.split(scored, [len(eval_texts)])
     token_counts = label_token_counts(model, candidates)
     accuracy_by_scoring = {}
     for name in SCORINGS:
@@ -531,13 +550,10 @@ def finetune(
         )
         if name == scoring:
             predictions = [candidates[i] for i in best]
-    # Did fine-tuning fit the task at all? A model left at the label prior
-    # scores about the majority rate on its own training examples too, and
-    # its evaluation accuracy is then noise around the majority rate.
-    fit_labels = train_labels[:TRAIN_ACCURACY_EXAMPLES]
-    fit_predictions = rank_classify(
-        model, train_texts[: len(fit_labels)], candidates, scoring, batch_size
+    fit_best = np.argmax(
+        label_scores(fit_log_likelihoods, token_counts, scoring), 1
     )
+    fit_predictions = [candidates[i] for i in fit_best]
     hits = sum(p == t for p, t in zip(predictions, eval_labels))
     n = len(eval_labels)
     eval_majority = majority_label(eval_labels)

@@ -18,9 +18,8 @@ metrics["accuracy"], metrics["majority_accuracy"]
 
 import numpy as np
 
-from keras_spactor.finetune import check_labels
 from keras_spactor.finetune import majority_label
-from keras_spactor.finetune import read_labelled_tsv
+from keras_spactor.finetune import read_task
 from keras_spactor.finetune import wilson_interval
 
 
@@ -144,13 +143,9 @@ def linear_probe(
     """
     import keras_hub
 
-    train_labels, train_texts = read_labelled_tsv(
-        train_path, max_train_examples
+    (train_labels, train_texts), (eval_labels, eval_texts) = read_task(
+        train_path, evaluation_path, max_train_examples, max_evaluation_examples
     )
-    eval_labels, eval_texts = read_labelled_tsv(
-        evaluation_path, max_evaluation_examples
-    )
-    check_labels(train_labels, eval_labels, evaluation_path)
     names = sorted(set(train_labels))
     backbone = keras_hub.models.T5Backbone.from_preset(preset)
     tokenizer = keras_hub.models.T5Tokenizer.from_preset(preset)
