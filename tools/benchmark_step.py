@@ -5,15 +5,22 @@
 (d) SpacTorT5 in stage 2. Each variant is timed in alternating rounds on
 the same synthetic batch (so the input pipeline costs nothing); ratios use
 each variant's best round (medians are printed too), with the analytic
-FLOPs ratios next to the measured ones.
+FLOPs ratios next to the measured ones. `--against-hf` first times
+Hugging Face's T5 under `torch.compile` on the same shape and batch
+(`tools/benchmark_hf.py`, in a process of its own, before this one takes
+the accelerator) and reports (b) against it.
 
     KERAS_BACKEND=jax python tools/benchmark_step.py --config tiny
+    KERAS_BACKEND=jax python tools/benchmark_step.py --against-hf
 """
 
 import argparse
 import functools
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import keras
@@ -105,6 +112,32 @@ def time_steps(model, dataset, steps):
     return (time.perf_counter() - start) / steps
 
 
+def hugging_face_step(args):
+    """`tools/benchmark_hf.py`'s result for this run's shape and batch."""
+    tools = os.path.dirname(os.path.abspath(__file__))
+    command = [
+        sys.executable,
+        os.path.join(tools, "benchmark_hf.py"),
+        f"--config={args.config}",
+        f"--batch-size={args.batch_size}",
+        f"--inputs-length={args.inputs_length}",
+        f"--targets-length={args.targets_length}",
+        f"--steps={args.steps}",
+        f"--rounds={args.rounds}",
+    ]
+    if args.mixed_precision:
+        command.append("--mixed-precision")
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise SystemExit(
+            "--against-hf: tools/benchmark_hf.py failed (it needs torch "
+            "and transformers: pip install torch transformers)."
+        )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(json.dumps(result), flush=True)
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -123,7 +156,15 @@ def main():
         "bf16, dense). Default: an estimate for this CPU, see BENCHMARKS.md.",
     )
     parser.add_argument("--mixed-precision", action="store_true")
+    parser.add_argument(
+        "--against-hf",
+        action="store_true",
+        help="Also time Hugging Face's T5 + torch.compile on the same work "
+        "(needs torch and transformers).",
+    )
     args = parser.parse_args()
+    # First, while no Keras backend holds the accelerator's memory.
+    hf = hugging_face_step(args) if args.against_hf else None
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     peak = args.peak_tflops or cpu_peak_tflops()
@@ -182,6 +223,12 @@ def main():
     result["mfu"]["a_keras_hub"] = (
         result["achieved_tflops"]["a_keras_hub"] / peak
     )
+    if hf:
+        result["hf_torch_compile"] = hf
+        result["b/hf"] = best["b_tau0"] / hf["seconds_per_step_best"]
+        result["achieved_tflops"]["hf_torch_compile"] = (
+            flops_sc / hf["seconds_per_step_best"] / 1e12
+        )
     print(json.dumps(result, indent=2))
 
 
