@@ -4,7 +4,7 @@ import shutil
 
 import keras
 
-from keras_spactor.models.spactor_t5 import HYBRID_ONLY_METRICS
+from keras_spactor.models.term_metrics import HYBRID_ONLY_METRICS
 
 
 def stage_logs(logs, epoch_start, tau):

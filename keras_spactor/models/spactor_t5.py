@@ -27,20 +27,14 @@ from keras_spactor.models import loss_terms
 from keras_spactor.models import preset_io
 from keras_spactor.models import seed_stream
 from keras_spactor.models.auxiliary_layers import make_auxiliary_layers
+from keras_spactor.models.term_metrics import TermMetrics
 from keras_spactor.models.two_stage_trainer import TwoStageTrainer
-
-# Each loss term's trackers (as named in the logs) and accuracy.
-TERM_METRICS = {
-    "sc": ("sc_loss", "sc_accuracy", loss_terms.categorical_accuracy),
-    "mlm": ("mlm_loss", "generator_accuracy", loss_terms.categorical_accuracy),
-    "rtd": ("rtd_loss", "rtd_accuracy", loss_terms.binary_accuracy),
-}
-# The trackers that only stage-1 steps update.
-HYBRID_ONLY_METRICS = TERM_METRICS["mlm"][:2] + TERM_METRICS["rtd"][:2]
 
 
 @keras.saving.register_keras_serializable(package="keras_spactor")
-class SpacTorT5(TwoStageTrainer, preset_io.PresetAndConfigMixin, keras.Model):
+class SpacTorT5(
+    TermMetrics, TwoStageTrainer, preset_io.PresetAndConfigMixin, keras.Model
+):
     """SpacTor-T5 pre-training model (Ye et al., 2024, arXiv 2401.13160).
 
     Wraps a real `keras_hub.models.T5Backbone` and adds what SpacTor needs
@@ -192,33 +186,12 @@ class SpacTorT5(TwoStageTrainer, preset_io.PresetAndConfigMixin, keras.Model):
         self.generator_head.build((None, None, self.generator_hidden_dim))
         self.rtd_head.build((None, None, backbone.hidden_dim))
         self.built = True
-
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.sc_loss_tracker = keras.metrics.Mean(name="sc_loss")
-        self.sc_accuracy_tracker = keras.metrics.Mean(name="sc_accuracy")
-        self.mlm_loss_tracker = keras.metrics.Mean(name="mlm_loss")
-        self.generator_accuracy_tracker = keras.metrics.Mean(
-            name="generator_accuracy"
-        )
-        self.rtd_loss_tracker = keras.metrics.Mean(name="rtd_loss")
-        self.rtd_accuracy_tracker = keras.metrics.Mean(name="rtd_accuracy")
+        self.make_term_trackers()
 
     @property
     def auxiliary_layers(self):
         """Layers that only stage 1 runs: generator and heads."""
         return [self.generator, self.generator_head, self.rtd_head]
-
-    @property
-    def metrics(self):
-        return [
-            self.loss_tracker,
-            self.sc_loss_tracker,
-            self.sc_accuracy_tracker,
-            self.mlm_loss_tracker,
-            self.generator_accuracy_tracker,
-            self.rtd_loss_tracker,
-            self.rtd_accuracy_tracker,
-        ]
 
     def call(self, inputs, training=False):
         """Span-corruption forward pass: decoder logits `[b, t, vocab]`."""
@@ -421,25 +394,6 @@ class SpacTorT5(TwoStageTrainer, preset_io.PresetAndConfigMixin, keras.Model):
         if hybrid:
             return self.trainable_variables
         return self.backbone.trainable_variables
-
-    def update_metrics(self, outputs, training=True):
-        """Update the trackers of the terms in `outputs`; return the logs.
-
-        Accuracies are computed here, from the terms' `Scored`. Training
-        logs list every tracker (a stage-2 step leaves the stage-1 ones
-        as they are), evaluation logs the span-corruption ones.
-        """
-        trackers = {metric.name: metric for metric in self.metrics}
-        trackers["loss"].update_state(outputs["loss"])
-        for term, (loss, accuracy, accuracy_of) in TERM_METRICS.items():
-            if term in outputs:
-                trackers[loss].update_state(outputs[f"{term}_loss"])
-                trackers[accuracy].update_state(accuracy_of(outputs[term]))
-        return {
-            metric.name: metric.result()
-            for metric in self.metrics
-            if training or metric.name not in HYBRID_ONLY_METRICS
-        }
 
     def check_batch(self, x, y=None):
         """Clear errors for malformed batches, before anything compiles."""
