@@ -25,6 +25,7 @@ import time
 import numpy as np
 import torch
 import transformers
+from step_arguments import add_step_arguments
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROWS = 32128
@@ -88,15 +89,7 @@ def batch(batch_size, inputs_length, targets_length, device, seed=0):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--config", default="tiny", choices=["tiny", "small", "base", "large"]
-    )
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--inputs-length", type=int, default=128)
-    parser.add_argument("--targets-length", type=int, default=29)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--mixed-precision", action="store_true")
+    add_step_arguments(parser)
     parser.add_argument(
         "--no-compile", action="store_true", help="Eager PyTorch."
     )

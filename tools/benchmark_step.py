@@ -26,6 +26,7 @@ import time
 import keras
 import keras_hub
 import numpy as np
+from step_arguments import add_step_arguments
 
 import keras_spactor
 from keras_spactor.flops import train_step_flops
@@ -140,14 +141,7 @@ def hugging_face_step(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--config", default="tiny", choices=["tiny", "small", "base", "large"]
-    )
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--inputs-length", type=int, default=128)
-    parser.add_argument("--targets-length", type=int, default=29)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=5)
+    add_step_arguments(parser)
     parser.add_argument(
         "--peak-tflops",
         type=float,
@@ -155,7 +149,6 @@ def main():
         help="Peak of the device for MFU (e.g. 989 for an H100/H200 in "
         "bf16, dense). Default: an estimate for this CPU, see BENCHMARKS.md.",
     )
-    parser.add_argument("--mixed-precision", action="store_true")
     parser.add_argument(
         "--against-hf",
         action="store_true",

@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmark_step import VOCABULARY  # noqa: E402
 from benchmark_step import backbone  # noqa: E402
 from benchmark_step import batch  # noqa: E402
+from step_arguments import add_step_arguments  # noqa: E402
 
 import keras_spactor  # noqa: E402
 from keras_spactor.flops import train_step_flops  # noqa: E402
@@ -71,16 +72,8 @@ def gradient_of(model, scalar_of):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--config", default="tiny", choices=["tiny", "small", "base", "large"]
-    )
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--inputs-length", type=int, default=128)
-    parser.add_argument("--targets-length", type=int, default=29)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
+    add_step_arguments(parser, steps=5, rounds=3)
     parser.add_argument("--matmul-size", type=int, default=2048)
-    parser.add_argument("--mixed-precision", action="store_true")
     args = parser.parse_args()
     if keras.backend.backend() != "jax":
         raise SystemExit(
