@@ -106,9 +106,11 @@ def main():
         )
 
     def losses(hybrid):
-        return lambda: model.compute_losses(x, y, hybrid=hybrid, training=True)[
-            0
-        ]
+        def scalar():
+            loss, _ = model.compute_losses(x, y, hybrid=hybrid, training=True)
+            return loss
+
+        return scalar
 
     n = args.matmul_size
     a = jax.numpy.ones((n, n), dtype)
