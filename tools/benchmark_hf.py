@@ -22,14 +22,13 @@ import runpy
 import statistics
 import time
 
-import numpy as np
 import torch
 import transformers
-from step_arguments import add_step_arguments
+from step_common import add_step_arguments
+from step_common import synthetic_ids
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROWS = 32128
-VOCABULARY = 32100
 
 
 def preset_shape(config):
@@ -70,20 +69,16 @@ def hf_model(shape):
     return model
 
 
-def batch(batch_size, inputs_length, targets_length, device, seed=0):
-    # The token statistics of benchmark_step.py's batch (the work does not
-    # depend on the ids; the shapes and the padding-free masks do).
-    rng = np.random.RandomState(seed)
-    enc = rng.randint(3, VOCABULARY - 100, (batch_size, inputs_length))
-    enc[:, -1] = 1
-    tgt = rng.randint(3, VOCABULARY, (batch_size, targets_length))
-    dec = np.concatenate([np.zeros((batch_size, 1)), tgt[:, :-1]], 1)
-    tensor = lambda a: torch.as_tensor(a, dtype=torch.long, device=device)  # noqa: E731
+def batch(batch_size, inputs_length, targets_length, device):
+    ids = synthetic_ids(batch_size, inputs_length, targets_length)
+    enc, dec, tgt = (
+        torch.as_tensor(a, dtype=torch.long, device=device) for a in ids
+    )
     return {
-        "input_ids": tensor(enc),
-        "attention_mask": torch.ones_like(tensor(enc)),
-        "decoder_input_ids": tensor(dec),
-        "labels": tensor(tgt),
+        "input_ids": enc,
+        "attention_mask": torch.ones_like(enc),
+        "decoder_input_ids": dec,
+        "labels": tgt,
     }
 
 

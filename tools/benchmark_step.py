@@ -26,14 +26,15 @@ import time
 import keras
 import keras_hub
 import numpy as np
-from step_arguments import add_step_arguments
+from step_common import VOCABULARY
+from step_common import add_step_arguments
+from step_common import synthetic_ids
 
 import keras_spactor
 from keras_spactor.flops import train_step_flops
 from keras_spactor.models.spactor_presets import SPACTOR_PRESETS
 from keras_spactor.models.spactor_presets import T5_V1_1
 
-VOCABULARY = 32100
 ROWS = 32128
 
 
@@ -46,20 +47,15 @@ def cpu_peak_tflops(flops_per_cycle=32, ghz=2.5):
     return os.cpu_count() * flops_per_cycle * ghz / 1e3
 
 
-def batch(batch_size, inputs_length, targets_length, seed=0):
-    rng = np.random.RandomState(seed)
-    enc = rng.randint(3, VOCABULARY - 100, (batch_size, inputs_length))
-    enc[:, 10::7] = VOCABULARY - 1
-    enc[:, -1] = 1
-    tgt = rng.randint(3, VOCABULARY, (batch_size, targets_length))
-    dec = np.concatenate([np.zeros((batch_size, 1)), tgt[:, :-1]], 1)
+def batch(batch_size, inputs_length, targets_length):
+    enc, dec, tgt = synthetic_ids(batch_size, inputs_length, targets_length)
     x = {
-        "encoder_token_ids": enc.astype("int32"),
+        "encoder_token_ids": enc,
         "encoder_padding_mask": np.ones_like(enc, bool),
-        "decoder_token_ids": dec.astype("int32"),
+        "decoder_token_ids": dec,
         "decoder_padding_mask": np.ones_like(dec, bool),
     }
-    return x, tgt.astype("int32")
+    return x, tgt
 
 
 def repeated(x, y):

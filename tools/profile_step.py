@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchmark_step import VOCABULARY  # noqa: E402
 from benchmark_step import backbone  # noqa: E402
 from benchmark_step import batch  # noqa: E402
-from step_arguments import add_step_arguments  # noqa: E402
+from step_common import add_step_arguments  # noqa: E402
 
 import keras_spactor  # noqa: E402
 from keras_spactor.flops import train_step_flops  # noqa: E402

@@ -79,8 +79,8 @@ SETTINGS = {
         "decoders": list(DECODERS),
         "evaluation_examples": None,
     },
-    # The previous default (BENCHMARKS.md's first table): a wider model for
-    # 400 steps with AdamW, fine-tuned whole.
+    # The default before `cpu90_general` (BENCHMARKS.md's first table): a
+    # wider model for 400 steps with AdamW, fine-tuned whole.
     "cpu90_mini": {
         "preset": "spactor_t5_mini",
         "corpus": BOTH_CORPORA,
