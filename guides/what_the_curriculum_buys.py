@@ -111,9 +111,6 @@ the full size `spactor_t5_tiny` (4+4 layers, width 256).
 
 def build_model(seed):
     """The model and its tokenizer, initialised from `seed`."""
-    # Seed first, then load the (cached) tokenizer: `set_random_seed` calls
-    # `tf.random.set_seed`, which clears TensorFlow's kernel caches and with
-    # them the SentencePiece op of a tokenizer that tf.data already used.
     keras.utils.set_random_seed(seed)
     tokenizer = keras_spactor.data.default_vocabulary()
     model = keras_spactor.SpacTorT5.from_preset(

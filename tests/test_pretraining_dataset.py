@@ -272,20 +272,37 @@ def test_missing_file_and_bad_jsonl(data_tokenizer, tmp_path):
         pretraining_dataset(str(bad), data_tokenizer, batch_size=2)
 
 
-def test_tokenizer_made_before_set_random_seed_still_works(data_tokenizer):
-    """`keras.utils.set_random_seed` clears TF's kernel caches (and with
-    them tf-text's SentencePiece resource); building the pipeline after it
-    must still tokenize."""
+def test_set_random_seed_at_any_point_keeps_the_pipeline_working(
+    data_tokenizer,
+):
+    """`keras.utils.set_random_seed` clears TF's kernel caches, and with them
+    the SentencePiece model of a tokenizer made eagerly. Seeding after the
+    tokenizer, after the dataset, or between two batches of one iterator
+    must not break tokenization."""
     import keras
 
+    def first_targets(batch):
+        return batch[1].numpy()
+
     tokenizer = keras_hub.models.T5Tokenizer(proto=data_tokenizer.proto)
-    keras.utils.set_random_seed(3)
+    keras.utils.set_random_seed(3)  # after the tokenizer
     dataset = pretraining_dataset(
-        "builtin:python-docs", tokenizer, batch_size=2, inputs_length=32
+        "builtin:python-docs",
+        tokenizer,
+        batch_size=2,
+        inputs_length=32,
+        shuffle_buffer=0,  # each new iterator gives the same batches
     )
-    x, y, _ = next(iter(dataset))
-    assert x["encoder_token_ids"].shape == (2, 32)
-    assert int(tf.reduce_max(y)) > 2
+    expected = first_targets(next(iter(dataset)))
+    assert int(expected.max()) > 2
+    keras.utils.set_random_seed(4)  # after the dataset
+    np.testing.assert_array_equal(first_targets(next(iter(dataset))), expected)
+    iterator = iter(dataset)
+    next(iterator)
+    keras.utils.set_random_seed(5)  # between two batches of one iterator
+    assert int(next(iterator)[1].numpy().max()) > 2
+    # The tokenizer the caller holds still works eagerly too.
+    assert len(tokenizer(["def"])) == 1
 
 
 def test_model_batch_arrays_rebuild_the_pipelines_batch(data_tokenizer):

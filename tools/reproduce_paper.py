@@ -456,8 +456,6 @@ def _new_model(args, vocabulary, seed, tau):
 
     import keras_spactor
 
-    # Seed first: on TF, set_random_seed clears the kernel caches, which
-    # deletes the SentencePiece resource of a tokenizer made before it.
     keras.utils.set_random_seed(seed)
     tokenizer = keras_hub.models.T5Tokenizer(proto=vocabulary)
     model = keras_spactor.SpacTorT5.from_preset(

@@ -25,6 +25,24 @@ def _split_into_chunks(tokens, chunk_length):
     )
 
 
+def _tokenizer_of_this_graph(tokenizer):
+    """A copy of a SentencePiece tokenizer whose TF resource lives in the
+    graph being traced (the pipeline's), or `tokenizer` itself.
+
+    A tokenizer made eagerly keeps its SentencePiece model in TensorFlow's
+    kernel cache, which `keras.utils.set_random_seed` clears: a pipeline
+    that captured it then fails with "SentencepieceOp ... does not exist".
+    Made inside the pipeline's function, the resource belongs to the
+    dataset, so seeding before or after building it is safe.
+    """
+    proto = getattr(tokenizer, "proto", None)
+    if proto is None or not hasattr(tokenizer, "set_proto"):
+        return tokenizer
+    copy = type(tokenizer).from_config(tokenizer.get_config())
+    copy.set_proto(proto)
+    return copy
+
+
 def _pad_to(tokens, length):
     tokens = tokens[:length]
     tokens = tf.pad(tokens, [[0, length - tf.size(tokens)]])
@@ -80,13 +98,6 @@ def span_corruption_examples(
         tokenizer, inputs_length, noise_density, mean_noise_span_length
     )
     vocabulary_size = tokenizer.vocabulary_size()
-    # `keras.utils.set_random_seed` clears TF's kernel caches, which deletes
-    # the SentencePiece resource of a tokenizer made before it (a cryptic
-    # "SentencepieceOp does not exist" later). Re-creating it here makes
-    # "tokenizer, then seed, then dataset" work; seeding after building the
-    # dataset still breaks it, so seed first.
-    if getattr(tokenizer, "proto", None) is not None:
-        tokenizer.set_proto(tokenizer.proto)
     if isinstance(source, tf.data.Dataset):
         stats = stats if stats is not None else DocumentStats()
         documents = source.filter(stats.count)
@@ -98,7 +109,7 @@ def span_corruption_examples(
         documents = documents.repeat()
 
     def tokenize_group(texts):
-        token_ids = tokenizer(texts)
+        token_ids = _tokenizer_of_this_graph(tokenizer)(texts)
         flat = tf.cast(token_ids.flat_values, tf.int32)
         return _split_into_chunks(flat, tokens_length)
 
