@@ -22,12 +22,14 @@ sentences): the encoder reads the sentence, the decoder writes `positive` or
 classification (which label string does the model find most likely?), and
 also by exact match of the generated words.
 
-By default (`SPACTOR_GUIDE_SIZE=small`) the guide first makes its own tiny
-pre-trained preset (a toy T5, two SpacTor steps) and fine-tunes it for a few
-steps on 40 labelled sentences shipped with keras-spactor, so it runs
-anywhere, offline, in well under a minute; its accuracy means nothing. With `SPACTOR_GUIDE_SIZE=full` it fine-tunes the
-preset written by the guide *Pre-training T5 with SpacTor on a TPU*
-(`SPACTOR_GUIDE_PRESET`, default `runs/guides/preset`) on all of SST-2.
+It fine-tunes the preset that the guide *Pre-training T5 with SpacTor on a
+TPU* writes (`SPACTOR_GUIDE_PRESET`, default `runs/guides/preset`): run that
+guide first, at the same size. By default (`SPACTOR_GUIDE_SIZE=small`) both
+run anywhere, offline, in about a minute each: this one then fine-tunes the
+toy pre-trained model for a few steps on 40 labelled sentences shipped with
+keras-spactor, and its accuracy means nothing. With
+`SPACTOR_GUIDE_SIZE=full` it fine-tunes the base-size preset on all of
+SST-2.
 """
 
 """
@@ -54,91 +56,48 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
+from keras_spactor.finetune import generate_labels
+from keras_spactor.finetune import rank_classify
+from keras_spactor.labelled_data import read_labelled
+
+"""
+## Settings
+
+Everything that depends on the size lives in this cell.
+"""
+
 SMALL = os.environ.get("SPACTOR_GUIDE_SIZE", "small") == "small"
 OUTPUT_DIR = os.environ.get("SPACTOR_GUIDE_OUTPUT", "runs/guides")
-
+PRESET = os.environ.get(
+    "SPACTOR_GUIDE_PRESET", os.path.join(OUTPUT_DIR, "preset")
+)
 if SMALL:
+    DATA = "builtin:sentiment-tiny"  # shipped with keras-spactor
     BATCH_SIZE, EPOCHS, LEARNING_RATE = 8, 1, 1e-3
 else:
+    DATA = "tfds:glue/sst2"  # downloaded and prepared on first use
     BATCH_SIZE, EPOCHS, LEARNING_RATE = 32, 3, 1e-4
 
 keras.utils.set_random_seed(0)
-
-"""
-## A pre-trained preset
-
-The full run uses the preset from the pre-training guide. The small run
-makes one here: the `spactor_t5_nano` preset (2+2 layers, width 64), with
-the 2,000-piece vocabulary that keras-spactor trains on Python's own
-documentation, pre-trained for two hybrid steps and saved with
-`save_to_preset`.
-"""
-
-if SMALL:
-    import keras_spactor
-    from keras_spactor.callbacks import TauScheduler
-
-    tokenizer = keras_spactor.data.default_vocabulary()
-    pretrainer = keras_spactor.SpacTorT5.from_preset(
-        "spactor_t5_nano",  # 2+2 layers, width 64
-        tokenizer=tokenizer,  # gives the vocabulary size and mask id
-        seed=0,
+if not os.path.isdir(PRESET):
+    raise FileNotFoundError(
+        f"No preset at {PRESET}: run the pre-training guide first."
     )
-    pretrainer.compile(optimizer=keras.optimizers.AdamW(1e-3))
-    corpus = keras_spactor.data.pretraining_dataset(
-        "builtin:python-docs",
-        tokenizer,
-        batch_size=4,
-        inputs_length=64,
-        shuffle_buffer=64,
-    )
-    pretrainer.fit(
-        corpus, steps_per_epoch=2, callbacks=[TauScheduler(2)], verbose=2
-    )
-    PRESET = os.path.join(OUTPUT_DIR, "pretrained")
-    pretrainer.save_to_preset(PRESET)
-else:
-    PRESET = os.environ.get("SPACTOR_GUIDE_PRESET", "runs/guides/preset")
 print("Preset:", PRESET, sorted(os.listdir(PRESET)))
 
 """
 ## The data
 
-The full run reads SST-2 from TensorFlow Datasets (`glue/sst2`, downloaded
-and prepared on first use): the label is a class index whose names are
-`negative` and `positive`, and the decoder learns to write those words.
-The small run reads `sentiment-tiny`, 40 + 16 `label<TAB>sentence` lines
-shipped with keras-spactor (`keras-spactor finetune` reads the same files
-with `--train builtin:sentiment-tiny`).
+`read_labelled` reads labelled text from a `label<TAB>text` file, from
+the small sets shipped with keras-spactor (`builtin:sentiment-tiny`, 40 +
+16 sentences) or from TensorFlow Datasets (`tfds:glue/sst2`): the label
+is returned as its class name (`negative`, `positive`), which the decoder
+learns to write. `keras-spactor finetune --train ... --validation ...`
+reads the same sources.
 """
 
-from keras_spactor.finetune import read_labelled_tsv
-
-
-def sst2_split(split):
-    import tensorflow_datasets as tfds
-
-    examples, info = tfds.load("glue/sst2", split=split, with_info=True)
-    names = info.features["label"].names
-    labels, texts = [], []
-    for example in examples.as_numpy_iterator():
-        labels.append(names[example["label"]])
-        texts.append(example["sentence"].decode("utf-8"))
-    return labels, texts
-
-
-if SMALL:
-    from keras_spactor.data.examples import labelled_tsv
-
-    train_labels, train_texts = read_labelled_tsv(
-        labelled_tsv("sentiment-tiny", "train")
-    )
-    val_labels, val_texts = read_labelled_tsv(
-        labelled_tsv("sentiment-tiny", "validation")
-    )
-else:
-    train_labels, train_texts = sst2_split("train")
-    val_labels, val_texts = sst2_split("validation")
+train_labels, train_texts = read_labelled(DATA, "train")
+val_labels, val_texts = read_labelled(DATA, "validation")
 print(f"{len(train_texts)} training and {len(val_texts)} validation examples")
 print(train_labels[0], "|", train_texts[0])
 
@@ -182,8 +141,6 @@ calls it in batches.
 # `generate_labels` calls `seq2seq.generate` and decodes spare embedding
 # rows (32,128 rows for T5's 32,100 pieces), which a barely trained model
 # can still pick, as `<unk>` instead of failing.
-from keras_spactor.finetune import generate_labels
-
 predictions = [
     p.strip() for p in generate_labels(seq2seq, val_texts, max_length=8)
 ]
@@ -201,8 +158,6 @@ model for the log-likelihood of each label (its tokens and EOS) and picks
 the best, so every example gets one of the labels; compare it with the rate
 of always answering the most frequent label.
 """
-
-from keras_spactor.finetune import rank_classify
 
 ranked = rank_classify(seq2seq, val_texts, sorted(set(train_labels)))
 rank_accuracy = float(np.mean([p == t for p, t in zip(ranked, val_labels)]))

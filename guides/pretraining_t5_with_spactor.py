@@ -70,7 +70,6 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import keras
 import keras_hub
-import tensorflow as tf
 
 import keras_spactor
 from keras_spactor.callbacks import TauScheduler
@@ -78,34 +77,40 @@ from keras_spactor.callbacks import TrainingProgress
 from keras_spactor.data import span_corruption_lengths
 from keras_spactor.schedules import InverseSquareRootSchedule
 
-SMALL = os.environ.get("SPACTOR_GUIDE_SIZE", "small") == "small"
-OUTPUT_DIR = os.environ.get("SPACTOR_GUIDE_OUTPUT", "runs/guides")
-
 """
 ## Settings
 
-Everything that depends on the size lives here. The full settings follow
-the T5 v1.1 base recipe (Adafactor with an inverse square root schedule,
-inputs of 512 tokens, batches of 128) for 100,000 steps, with the switch to
-plain span corruption at a quarter of the run.
+Everything that depends on the size lives in this cell; the rest of the
+guide reads the same for both. The full settings follow the T5 v1.1 base
+recipe (Adafactor at 0.01 with an inverse square root schedule, inputs of
+512 tokens, batches of 128) for 100,000 steps, with the switch to plain
+span corruption at a quarter of the run.
 """
 
+SMALL = os.environ.get("SPACTOR_GUIDE_SIZE", "small") == "small"
+OUTPUT_DIR = os.environ.get("SPACTOR_GUIDE_OUTPUT", "runs/guides")
 if SMALL:
     PRESET = "spactor_t5_nano"  # 2+2 layers, width 64
+    VOCABULARY = "builtin:python-docs"  # trained on the fly, then cached
     DATA = "builtin:python-docs"  # Python's own docs, no download
     BATCH_SIZE = 4
     INPUTS_LENGTH = 64
-    STEPS = 4
+    STEPS, EPOCHS = 4, 2
     TAU = 2
+    WARMUP_STEPS = 2
     SHUFFLE_BUFFER = 64  # documents
+    STEPS_PER_EXECUTION = 1  # also how often TensorBoard logs
 else:
     PRESET = "spactor_t5_base"  # T5 v1.1 base shapes
+    VOCABULARY = "t5_1.1_base"  # T5's SentencePiece model, from keras-hub
     DATA = "tfds:c4/en"
     BATCH_SIZE = 128
     INPUTS_LENGTH = 512
-    STEPS = 100_000
+    STEPS, EPOCHS = 100_000, 100
     TAU = 25_000
+    WARMUP_STEPS = 10_000
     SHUFFLE_BUFFER = 10_000
+    STEPS_PER_EXECUTION = 100
 
 TARGETS_LENGTH = span_corruption_lengths(INPUTS_LENGTH)[1]
 print(f"inputs {INPUTS_LENGTH} tokens -> targets {TARGETS_LENGTH} tokens")
@@ -113,30 +118,18 @@ print(f"inputs {INPUTS_LENGTH} tokens -> targets {TARGETS_LENGTH} tokens")
 """
 ## Connect to the TPU
 
-With JAX, Keras finds the TPU by itself: `keras.distribution.list_devices()`
-lists its cores (or the local CPU or GPU elsewhere), and
-`keras_spactor.distribution.data_parallel()` gives a `DataParallel`
-distribution that splits each batch over them (`model_parallel()` also
-shards the large kernels, for models that do not fit one core). Set it
-before building the model.
-
-With TensorFlow, `keras_spactor.distribution.tf_strategy()` connects to
-the TPU through `TPUClusterResolver` and returns a `TPUStrategy` (or the
-default strategy when there is no TPU); build and compile the model inside
-its scope.
+`keras_spactor.distribution.distribute(BATCH_SIZE)` spreads training over
+every device the backend sees and returns the scope to build the model in.
+With JAX, Keras finds the TPU by itself: it sets a `DataParallel`
+distribution that splits each batch over the TPU's cores (or the local CPU
+or GPUs elsewhere; `mode="model"` also shards the large kernels, for models
+that do not fit one core). With TensorFlow, it connects to the TPU through
+`TPUClusterResolver` and returns a `TPUStrategy`'s scope (or a
+`MirroredStrategy`'s when there is no TPU). Call it before building the
+model.
 """
 
-if keras.backend.backend() == "jax":
-    devices = keras.distribution.list_devices()
-    print("Devices:", devices)
-    if len(devices) > 1:
-        distribution = keras_spactor.distribution.data_parallel()
-        keras_spactor.distribution.check_batch_size(distribution, BATCH_SIZE)
-        keras.distribution.set_distribution(distribution)
-    strategy = tf.distribute.get_strategy()  # a no-op scope with JAX
-else:
-    strategy = keras_spactor.distribution.tf_strategy()
-    print("Replicas:", strategy.num_replicas_in_sync)
+scope = keras_spactor.distribution.distribute(BATCH_SIZE)
 
 """
 ## The vocabulary
@@ -148,10 +141,7 @@ trains a 2,000-piece vocabulary on the embedded corpus instead (a few
 seconds, then cached); it has its own `<mask>` piece.
 """
 
-if SMALL:
-    tokenizer = keras_spactor.data.default_vocabulary()
-else:
-    tokenizer = keras_hub.models.T5Tokenizer.from_preset("t5_1.1_base")
+tokenizer = keras_spactor.data.load_vocabulary(VOCABULARY)
 print("Vocabulary size:", tokenizer.vocabulary_size())
 
 """
@@ -187,26 +177,23 @@ print("target:", tokenizer.detokenize(y[0]))
 `SpacTorT5.from_preset` builds a randomly initialised T5 v1.1 shape
 (`spactor_t5_{tiny,small,base,large}`) with its generator (a quarter of the
 encoder's layers, sharing the token embedding) and the RTD head. Build and
-compile it inside the strategy's scope (TensorFlow) so its variables live
-on the TPU; with JAX the distribution set above places them.
+compile it inside `scope`: with TensorFlow, the strategy's scope puts its
+variables on the TPU; with JAX, the distribution set above places them.
 
 The small run uses `spactor_t5_nano` (2+2 layers, width 64). The
 tokenizer gives the vocabulary size and the mask id (its `<mask>` piece).
 """
 
-with strategy.scope():
+with scope:
     model = keras_spactor.SpacTorT5.from_preset(
         PRESET,
         tokenizer=tokenizer,  # gives the vocabulary size and mask id
         seed=0,
     )
-    if SMALL:
-        optimizer = keras.optimizers.AdamW(1e-3)
-    else:
-        optimizer = keras.optimizers.Adafactor(
-            InverseSquareRootSchedule(peak=0.01, warmup_steps=10_000)
-        )
-    model.compile(optimizer=optimizer, steps_per_execution=1 if SMALL else 100)
+    optimizer = keras.optimizers.Adafactor(
+        InverseSquareRootSchedule(peak=0.01, warmup_steps=WARMUP_STEPS)
+    )
+    model.compile(optimizer=optimizer, steps_per_execution=STEPS_PER_EXECUTION)
 model.summary()
 
 """
@@ -232,7 +219,7 @@ log_dir = os.path.join(OUTPUT_DIR, "logs")
 callbacks = [
     TauScheduler(TAU),
     progress,
-    keras.callbacks.TensorBoard(log_dir, update_freq=1 if SMALL else 100),
+    keras.callbacks.TensorBoard(log_dir, update_freq=STEPS_PER_EXECUTION),
 ]
 
 """
@@ -243,11 +230,10 @@ One `fit` call runs both stages. The losses in the logs are `sc_loss`,
 two drop to zero after the switch.
 """
 
-epochs = 2 if SMALL else 100
 history = model.fit(
     dataset,
-    epochs=epochs,
-    steps_per_epoch=STEPS // epochs,
+    epochs=EPOCHS,
+    steps_per_epoch=STEPS // EPOCHS,
     callbacks=callbacks,
     verbose=2,
 )

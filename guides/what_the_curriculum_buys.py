@@ -74,6 +74,12 @@ from keras_spactor.callbacks import TauScheduler
 from keras_spactor.callbacks import TrainingProgress
 from keras_spactor.data import span_corruption_lengths
 
+"""
+## Settings
+
+Everything that depends on the size lives in this cell.
+"""
+
 SMALL = os.environ.get("SPACTOR_GUIDE_SIZE", "small") == "small"
 OUTPUT_DIR = os.environ.get("SPACTOR_GUIDE_OUTPUT", "runs/guides")
 RESULTS = os.environ.get(
@@ -86,6 +92,7 @@ if SMALL:
     DATA = "builtin:python-docs"
     BATCH_SIZE, INPUTS_LENGTH = 4, 64
     STEPS, EVALUATE_EVERY, VALIDATION_BATCHES = 4, 2, 1
+    SHUFFLE_BUFFER = 64  # documents
 else:
     PRESET = "spactor_t5_tiny"  # 4+4 layers, width 256
     # C4 (train and validation splits); any JSONL directory with
@@ -93,6 +100,7 @@ else:
     DATA = "tfds:c4/en"
     BATCH_SIZE, INPUTS_LENGTH = 16, 128
     STEPS, EVALUATE_EVERY, VALIDATION_BATCHES = 400, 50, 20
+    SHUFFLE_BUFFER = 10_000
 TAU = STEPS // 2
 TARGETS_LENGTH = span_corruption_lengths(INPUTS_LENGTH)[1]
 
@@ -130,7 +138,7 @@ def run(tau, seed=0):
         batch_size=BATCH_SIZE,
         inputs_length=INPUTS_LENGTH,
         seed=seed,
-        shuffle_buffer=64 if SMALL else 10_000,
+        shuffle_buffer=SHUFFLE_BUFFER,
     )
     validation = keras_spactor.data.pretraining_dataset(
         DATA,

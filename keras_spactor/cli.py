@@ -366,18 +366,6 @@ def data_error_text(error):
     return re.sub(r"\{\{.*?\}\}\s*", "", line).strip()[:300]
 
 
-def load_tokenizer(vocabulary):
-    import keras_hub
-
-    from keras_spactor import data
-
-    if vocabulary is None:
-        return data.default_vocabulary()
-    if os.path.isfile(vocabulary):
-        return keras_hub.models.T5Tokenizer(proto=vocabulary)
-    return keras_hub.models.T5Tokenizer.from_preset(vocabulary)
-
-
 def make_optimizer(args):
     import keras
 
@@ -404,31 +392,16 @@ def distribution_scope(args):
     """Set up --distribution; returns the scope to build the model in."""
     import contextlib
 
-    import keras
-
     from keras_spactor import distribution
 
     if args.distribution == "none":
         return contextlib.nullcontext()
     try:
-        if keras.backend.backend() != "jax":
-            strategy = distribution.tf_strategy()
-            replicas = strategy.num_replicas_in_sync
-            if args.batch_size % replicas:
-                raise ValueError(
-                    f"The batch size {args.batch_size} is not divisible by "
-                    f"the {replicas} replicas of {type(strategy).__name__}."
-                )
-            return strategy.scope()
-        if args.distribution == "data":
-            dist = distribution.data_parallel()
-        else:
-            dist = distribution.model_parallel(args.model_shards)
-        distribution.check_batch_size(dist, args.batch_size)
+        return distribution.distribute(
+            args.batch_size, args.distribution, args.model_shards
+        )
     except ValueError as error:
         fail(str(error))
-    keras.distribution.set_distribution(dist)
-    return contextlib.nullcontext()
 
 
 def describe_devices():
@@ -507,7 +480,7 @@ def pretrain(args):
     # JAX: sets the global distribution; TF: the strategy's scope, in which
     # the model and (in compile) its optimizer must be built.
     scope = distribution_scope(args)
-    tokenizer = load_tokenizer(args.vocabulary)
+    tokenizer = data.load_vocabulary(args.vocabulary)
     with scope:
         if args.resume:
             model = load_checkpoint(checkpoint)
@@ -647,92 +620,6 @@ def pretrain(args):
     return summary
 
 
-# `tfds:NAME[:VERSION][:SPLIT]`, e.g. `tfds:glue/sst2:train[:90%]`.
-_TFDS_SPEC = re.compile(
-    r"tfds:(?P<name>[\w/.-]+?(?::\d+\.\d+\.\d+)?)(?::(?P<split>.+))?"
-)
-
-
-def tfds_to_tsv(name, split, path):
-    """Writes a labelled TFDS split as a `label<TAB>text` TSV.
-
-    The label is the dataset's `label` class feature, written as its class
-    name; the text is its one text feature, or `name: value` for each of
-    several (T5's format for sentence pairs). Unlabelled examples (label
-    -1, as in GLUE's test splits) are left out.
-
-    Args:
-        name: str. The TFDS name, e.g. `"glue/sst2"`; downloaded and
-            prepared on first use.
-        split: str. A TFDS split, e.g. `"validation"` or `"train[:90%]"`.
-        path: str. The TSV to write.
-
-    Returns:
-        The number of examples written.
-    """
-    import tensorflow_datasets as tfds
-
-    ds, info = tfds.load(name, split=split, with_info=True)
-    features = info.features
-    label = features["label"] if "label" in features.keys() else None
-    texts = [
-        k for k, f in features.items() if isinstance(f, tfds.features.Text)
-    ]
-    if not isinstance(label, tfds.features.ClassLabel) or not texts:
-        raise ValueError(
-            f"TFDS dataset {name!r} needs a `label` class feature and text "
-            f"features; it has {sorted(features.keys())}."
-        )
-
-    def text_of(example):
-        parts = [example[k].decode("utf-8", "replace") for k in texts]
-        if len(parts) > 1:
-            parts = [f"{k}: {text}" for k, text in zip(texts, parts)]
-        # One line per example: tabs and line breaks become spaces.
-        return " ".join(" ".join(parts).split())
-
-    written = 0
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(f"label\t{texts[0] if len(texts) == 1 else 'text'}\n")
-        for example in ds.as_numpy_iterator():
-            index = int(example["label"])
-            if index >= 0:
-                f.write(f"{label.int2str(index)}\t{text_of(example)}\n")
-                written += 1
-    return written
-
-
-def labelled_tsv(spec, default_split, data_dir):
-    """The TSV file a `finetune --train/--validation` spec stands for.
-
-    Args:
-        spec: a TSV path, `builtin:<name>[:<split>]` (see
-            `keras_spactor.data.examples`) or `tfds:<name>[:<split>]`.
-        default_split: the split of a `builtin:` or `tfds:` spec that
-            names none.
-        data_dir: where a TFDS split is written as `<default_split>.tsv`.
-
-    Returns:
-        A path to read with `finetune.read_labelled_tsv`.
-    """
-    if spec.startswith("builtin:"):
-        from keras_spactor.data import examples
-
-        name, _, split = spec[len("builtin:") :].partition(":")
-        return examples.labelled_tsv(name, split or default_split)
-    if spec.startswith("tfds:"):
-        match = _TFDS_SPEC.fullmatch(spec)
-        if not match:
-            raise ValueError(f"expected tfds:NAME[:SPLIT], got {spec!r}")
-        os.makedirs(data_dir, exist_ok=True)
-        path = os.path.join(data_dir, f"{default_split}.tsv")
-        split = match["split"] or default_split
-        count = tfds_to_tsv(match["name"], split, path)
-        print(f"{spec}: {count} labelled examples of {split!r} in {path}")
-        return path
-    return spec
-
-
 def _ties_embeddings(preset):
     """Whether a keras-hub T5 preset directory ties its embeddings."""
     try:
@@ -745,6 +632,7 @@ def _ties_embeddings(preset):
 
 def run_finetune(args):
     from keras_spactor import finetune
+    from keras_spactor.labelled_data import labelled_file
 
     if not os.path.isdir(args.preset):
         fail(f"preset directory {args.preset!r} does not exist")
@@ -763,8 +651,8 @@ def run_finetune(args):
     data_dir = os.path.join(args.output_dir, "data")
     try:
         try:
-            args.train = labelled_tsv(args.train, "train", data_dir)
-            args.validation = labelled_tsv(
+            args.train = labelled_file(args.train, "train", data_dir)
+            args.validation = labelled_file(
                 args.validation, "validation", data_dir
             )
         except BaseException:

@@ -340,3 +340,56 @@ def tf_strategy(tpu=None):
         logger.info(message)
         return strategy
     return tf.distribute.TPUStrategy(resolver)
+
+
+def distribute(batch_size, mode="data", model_shards=1, devices=None):
+    """Spread training over every device the backend sees, and return the
+    scope to build and compile the model in.
+
+    On JAX, sets a `data_parallel()` or `model_parallel(model_shards)`
+    distribution (`keras.distribution.set_distribution`) and returns a
+    no-op scope. On TensorFlow, returns `tf_strategy().scope()`: a TPU
+    when one is found, else the local GPUs or the CPU.
+
+    Args:
+        batch_size: int. The global batch size; it must split evenly over
+            the data axis (JAX) or the replicas (TensorFlow).
+        mode: `"data"` or `"model"` (JAX; TensorFlow's strategies are data
+            parallel).
+        model_shards: int. The model axis of `mode="model"`.
+        devices: optional list of JAX device names; default
+            `keras.distribution.list_devices()`.
+
+    Returns:
+        A context manager.
+
+    Raises:
+        ValueError: the batch does not split evenly, or a bad `mode`.
+
+    Example:
+    ```python
+    with keras_spactor.distribution.distribute(batch_size=128):
+        model = keras_spactor.SpacTorT5.from_preset("spactor_t5_base")
+        model.compile(optimizer="adafactor")
+    ```
+    """
+    import contextlib
+
+    if mode not in ("data", "model"):
+        raise ValueError(f"mode must be 'data' or 'model', got {mode!r}.")
+    if keras.backend.backend() != "jax":
+        strategy = tf_strategy()
+        replicas = strategy.num_replicas_in_sync
+        if batch_size % replicas:
+            raise ValueError(
+                f"The batch size {batch_size} is not divisible by the "
+                f"{replicas} replicas of {type(strategy).__name__}."
+            )
+        return strategy.scope()
+    if mode == "data":
+        distribution = data_parallel(devices)
+    else:
+        distribution = model_parallel(model_shards, devices)
+    check_batch_size(distribution, batch_size)
+    keras.distribution.set_distribution(distribution)
+    return contextlib.nullcontext()

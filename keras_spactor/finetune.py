@@ -15,6 +15,8 @@ import os
 
 import numpy as np
 
+from keras_spactor.labelled_data import read_labelled_tsv
+
 # Measured on SST-2 and TREC with a from-scratch tiny model (see `finetune`).
 DEFAULT_STEPS = 300
 DEFAULT_LEARNING_RATE = 3e-4
@@ -27,47 +29,6 @@ TRAIN_ACCURACY_EXAMPLES = 500
 # "fresh": fine-tune the pre-trained encoder under a newly initialised
 # decoder (see `keras_spactor.models.t5x_initialization.reinitialize_decoder`).
 DECODERS = ("pretrained", "fresh")
-
-
-def read_labelled_tsv(path, max_examples=None):
-    """Read `label<TAB>text` lines (a `label<TAB>...` header is skipped).
-
-    Args:
-        path: str. The TSV file.
-        max_examples: int. Keep only the first examples.
-
-    Returns:
-        `(labels, texts)`, two lists of str.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: a line has no tab or an empty label (names file and
-            line).
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No such labelled TSV file: {path}")
-    labels, texts = [], []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, start=1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            if "\t" not in line:
-                raise ValueError(
-                    f"{path}, line {number}: no tab; expected 'label<TAB>text'."
-                )
-            label, text = line.split("\t", 1)
-            if number == 1 and label.strip().lower() == "label":
-                continue
-            if not label.strip():
-                raise ValueError(f"{path}, line {number}: empty label.")
-            labels.append(label.strip())
-            texts.append(text.strip())
-            if max_examples and len(labels) >= max_examples:
-                break
-    if not labels:
-        raise ValueError(f"{path} holds no labelled examples.")
-    return labels, texts
 
 
 def check_labels(train_labels, validation_labels, validation_path):

@@ -407,11 +407,13 @@ def test_verbose_shows_what_quiet_hides(tmp_path_factory):
 def test_finetune_sources_shipped_and_tfds(tmp_path):
     import tensorflow_datasets as tfds
 
-    from keras_spactor.finetune import read_labelled_tsv
+    from keras_spactor.labelled_data import TFDS_SPEC
+    from keras_spactor.labelled_data import labelled_file
+    from keras_spactor.labelled_data import read_labelled_tsv
 
     data = str(tmp_path / "data")
-    train = cli.labelled_tsv("builtin:sentiment-tiny", "train", data)
-    validation = cli.labelled_tsv("builtin:sentiment-tiny", "validation", data)
+    train = labelled_file("builtin:sentiment-tiny", "train", data)
+    validation = labelled_file("builtin:sentiment-tiny", "validation", data)
     for path, n in ((train, 40), (validation, 16)):
         labels, texts = read_labelled_tsv(path)
         assert len(texts) == n and all(texts)
@@ -421,15 +423,15 @@ def test_finetune_sources_shipped_and_tfds(tmp_path):
     )
     # TFDS's mock runs the real `tfds.load` code offline, with random text.
     with tfds.testing.mock_data(num_examples=5):
-        path = cli.labelled_tsv("tfds:glue/sst2", "validation", data)
+        path = labelled_file("tfds:glue/sst2", "validation", data)
         assert path == os.path.join(data, "validation.tsv")
         labels, texts = read_labelled_tsv(path)
         assert len(labels) == 5 and set(labels) <= {"negative", "positive"}
-        pairs = cli.labelled_tsv("tfds:glue/rte:train", "train", data)
+        pairs = labelled_file("tfds:glue/rte:train", "train", data)
         labels, texts = read_labelled_tsv(pairs)
         assert all(t.startswith("sentence1: ") for t in texts)
         assert set(labels) <= {"entailment", "not_entailment"}
-    match = cli._TFDS_SPEC.fullmatch("tfds:glue/sst2:2.0.0:train[:90%]")
+    match = TFDS_SPEC.fullmatch("tfds:glue/sst2:2.0.0:train[:90%]")
     assert (match["name"], match["split"]) == ("glue/sst2:2.0.0", "train[:90%]")
 
 

@@ -223,6 +223,34 @@ def test_bad_shard_counts_and_batch_sizes_are_errors():
     distribution.check_batch_size(None, 3)
 
 
+def test_distribute_sets_up_the_backends_distribution():
+    with pytest.raises(ValueError, match="mode must be 'data' or 'model'"):
+        distribution.distribute(8, mode="pipeline")
+    if keras.backend.backend() != "jax":
+        import tensorflow as tf
+
+        with distribution.distribute(8):
+            strategy = tf.distribute.get_strategy()
+        assert isinstance(strategy, tf.distribute.MirroredStrategy)
+        return
+    try:
+        with pytest.raises(ValueError, match="batch size 12 is not divisible"):
+            distribution.distribute(12, devices=FAKE_DEVICES)
+        assert keras.distribution.distribution() is None  # nothing set
+        distribution.distribute(16, devices=FAKE_DEVICES)
+        data = keras.distribution.distribution()
+        assert isinstance(data, keras.distribution.DataParallel)
+        assert list(data.device_mesh.devices.flat) == FAKE_DEVICES
+        with pytest.raises(ValueError, match="data axis.*2 shards"):
+            distribution.distribute(3, "model", 4, devices=FAKE_DEVICES)
+        distribution.distribute(4, "model", 4, devices=FAKE_DEVICES)
+        model = keras.distribution.distribution()
+        assert isinstance(model, keras.distribution.ModelParallel)
+        assert tuple(model.device_mesh.shape) == (2, 4)
+    finally:
+        keras.distribution.set_distribution(None)
+
+
 def test_cli_distribution_errors_come_before_training(tmp_path, capsys):
     from keras_spactor import cli
 

@@ -104,3 +104,28 @@ def test_default_vocabulary_is_cached(tmp_path, monkeypatch, data_tokenizer):
     # The session fixture: 2,000 pieces with a <mask> piece.
     assert data_tokenizer.vocabulary_size() == 2000
     assert mask_token_id(data_tokenizer) == 3
+
+
+def test_load_vocabulary_reads_each_kind_of_spec(tmp_path, data_tokenizer):
+    from keras_spactor.data import load_vocabulary
+
+    expected = data_tokenizer.get_vocabulary()
+    model_file = tmp_path / "pieces.model"
+    model_file.write_bytes(data_tokenizer.proto)
+    assert load_vocabulary(str(model_file)).get_vocabulary() == expected
+    # A keras-hub preset directory (a preset name reads the same way).
+    preset = tmp_path / "preset"
+    backbone = keras_hub.models.T5Backbone(
+        vocabulary_size=len(expected),
+        num_layers=1,
+        num_heads=1,
+        hidden_dim=4,
+        intermediate_dim=4,
+    )
+    backbone.save_to_preset(str(preset))
+    data_tokenizer.save_to_preset(str(preset))
+    assert load_vocabulary(str(preset)).get_vocabulary() == expected
+    # The default: the cached vocabulary trained on the embedded corpus.
+    default = default_vocabulary().get_vocabulary()
+    assert load_vocabulary().get_vocabulary() == default
+    assert load_vocabulary("builtin:python-docs").get_vocabulary() == default

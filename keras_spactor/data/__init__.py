@@ -22,6 +22,7 @@ _NAMES = {
     "span_corruption": "span_corruption",
     "span_corruption_lengths": "span_corruption",
     "default_vocabulary": "vocabulary",
+    "load_vocabulary": "vocabulary",
     "mask_token_id": "vocabulary",
     "train_vocabulary": "vocabulary",
     "validate_sentinels": "vocabulary",

@@ -221,3 +221,28 @@ def default_vocabulary(cache_dir=None, vocabulary_size=2000):
             os.replace(info["model_file"], model_file)
     with open(model_file, "rb") as file:
         return keras_hub.models.T5Tokenizer(proto=file.read())
+
+
+def load_vocabulary(spec=None):
+    """A T5 tokenizer from a spec: the default, a file or a keras-hub preset.
+
+    Args:
+        spec: `None` or `"builtin:python-docs"` for `default_vocabulary()`;
+            a SentencePiece `.model` file; or a keras-hub preset name or
+            directory with a T5 tokenizer (e.g. `"t5_1.1_base"`).
+
+    Returns:
+        A `keras_hub.models.T5Tokenizer`.
+
+    Example:
+    ```python
+    tokenizer = load_vocabulary("t5_1.1_base")  # T5's 32,100 pieces
+    ```
+    """
+    import keras_hub
+
+    if spec is None or spec == "builtin:python-docs":
+        return default_vocabulary()
+    if os.path.isfile(spec):
+        return keras_hub.models.T5Tokenizer(proto=spec)
+    return keras_hub.models.T5Tokenizer.from_preset(spec)
