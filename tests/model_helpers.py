@@ -104,3 +104,21 @@ def gradients(model, variables, loss_fn):
 
     grads = jax.grad(f)([v.value for v in variables])
     return [np.asarray(g) for g in grads]
+
+
+def generator_half(model, token_ids, padding_mask, training=False):
+    """Stage 1's generator half, step by step as `compute_losses` runs it,
+    with what the tests inspect: `replaced_token_ids`, `is_replaced`, the
+    masked inputs' `eligible`, `positions`, `weights`, and the `logits` at
+    the masked slots."""
+    masked = model.mask_inputs(token_ids, padding_mask)
+    logits = model.generator_logits(masked, padding_mask, training)
+    replaced = model.sample_replacements(token_ids, masked, logits)
+    return {
+        "replaced_token_ids": replaced,
+        "is_replaced": keras.ops.not_equal(replaced, token_ids),
+        "eligible": masked.eligible,
+        "positions": masked.positions,
+        "weights": masked.weights,
+        "logits": logits,
+    }

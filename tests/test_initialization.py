@@ -144,7 +144,7 @@ def test_initial_losses_are_near_uniform_but_not_constant(fresh_tiny):
     assert abs(float(stats["mlm_loss"]) - log_ordinary) < 1.0
     logits = mh.numpy(fresh_tiny(x))
     assert logits.std(axis=-1).mean() > 0.5
-    generated = fresh_tiny.generator_forward(ids, x["encoder_padding_mask"])
+    generated = mh.generator_half(fresh_tiny, ids, x["encoder_padding_mask"])
     mlm_logits = mh.numpy(generated["logits"])
     ordinary = mh.numpy(fresh_tiny.ordinary_token_ids())
     assert mlm_logits[..., ordinary].std(axis=-1).mean() > 0.5

@@ -192,7 +192,7 @@ def _rtd_ranking_auc(model, x, draws=8):
     mask = keras.ops.convert_to_tensor(x["encoder_padding_mask"])
     replaced_logits, original_logits = [], []
     for _ in range(draws):
-        out = model.generator_forward(ids, mask)
+        out = mh.generator_half(model, ids, mask)
         encoded = model.backbone(
             dict(x, encoder_token_ids=mh.numpy(out["replaced_token_ids"]))
         )["encoder_sequence_output"]

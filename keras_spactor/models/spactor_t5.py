@@ -347,26 +347,6 @@ class SpacTorT5(
         scored = loss_terms.Scored(logits, labels, weights)
         return loss_terms.binary_cross_entropy(scored), scored
 
-    def generator_forward(self, token_ids, padding_mask, training=False):
-        """Stage 1's generator half, to inspect it: `mask_inputs`,
-        `generator_logits` and `sample_replacements`.
-
-        Returns a dict with `replaced_token_ids`, `is_replaced`, the
-        `masked` inputs' `eligible`, `positions` and `weights`, and the
-        `logits` at the masked slots.
-        """
-        masked = self.mask_inputs(token_ids, padding_mask)
-        logits = self.generator_logits(masked, padding_mask, training)
-        replaced = self.sample_replacements(token_ids, masked, logits)
-        return {
-            "replaced_token_ids": replaced,
-            "is_replaced": ops.not_equal(replaced, token_ids),
-            "eligible": masked.eligible,
-            "positions": masked.positions,
-            "weights": masked.weights,
-            "logits": logits,
-        }
-
     def ordinary_token_ids(self):
         """Bool `[embedding rows]`: the ids the generator may predict."""
         return generator_masking.ordinary_token_ids(
