@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 
 from keras_spactor import cli_output
@@ -127,6 +128,32 @@ def build_parser():
         type=_positive_int,
         default=None,
         help="Size of the model axis for --distribution model.",
+    )
+    p.add_argument(
+        "--multi-process",
+        action="store_true",
+        help="Join a multi-process JAX run (every host of a TPU pod slice "
+        "runs the same command; the pod gives the rest). Implied by the "
+        "three options below; KERAS_DISTRIBUTION_JOB_ADDRESSES, "
+        "_NUM_PROCESSES and _PROCESS_ID work too. Process 0 writes all "
+        "files; --output-dir must be shared (e.g. gs://...).",
+    )
+    p.add_argument(
+        "--coordinator-address",
+        default=None,
+        help="host:port of process 0 (multi-process).",
+    )
+    p.add_argument(
+        "--num-processes",
+        type=_positive_int,
+        default=None,
+        help="Number of processes (multi-process).",
+    )
+    p.add_argument(
+        "--process-id",
+        type=int,
+        default=None,
+        help="This process, 0 ... N-1 (multi-process).",
     )
     p.add_argument(
         "--checkpoint-every",
@@ -249,8 +276,9 @@ def fail(message):
     raise SystemExit(2)
 
 
-def check_arguments(args):
-    """Every cheap check before any long work starts."""
+def check_arguments(args, chief=True):
+    """Every cheap check before any long work starts (`chief`: the process
+    that writes the run's files, whose output folder must be new)."""
     from keras_spactor.models.spactor_presets import SPACTOR_PRESETS
 
     checkpoint = os.path.join(args.output_dir, "checkpoint.keras")
@@ -286,7 +314,7 @@ def check_arguments(args):
             )
         if not args.model_shards:
             fail("--distribution model needs --model-shards N")
-    if not args.resume and os.path.exists(args.output_dir):
+    if chief and not args.resume and os.path.exists(args.output_dir):
         if os.listdir(args.output_dir):
             fail(
                 f"{args.output_dir} already holds a run; pass --resume to "
@@ -457,8 +485,64 @@ def startup_line(args, model, tau, done):
     return line
 
 
+def is_multi_process(args):
+    """Whether this run joins others (flags or Keras's variables)."""
+    return bool(
+        args.multi_process
+        or args.coordinator_address
+        or args.num_processes is not None
+        or args.process_id is not None
+        or os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES")
+    )
+
+
+def join_processes(args):
+    """Connect to the other processes before anything runs on JAX;
+    returns this process's index and the process count."""
+    from keras_spactor import distribution
+
+    try:
+        return distribution.initialize_processes(
+            args.coordinator_address, args.num_processes, args.process_id
+        )
+    except ValueError as error:
+        fail(str(error))
+
+
+def check_multi_process(args, count):
+    """What a multi-process run needs of the (reconciled) arguments."""
+    if args.distribution != "data":
+        fail(
+            "a multi-process run needs --distribution data (sharding the "
+            "kernels across processes is not supported yet: process 0 "
+            "could not read whole kernels to checkpoint them)"
+        )
+    if args.batch_size % count:
+        fail(
+            f"--batch-size {args.batch_size} is not divisible by the {count} "
+            "processes"
+        )
+
+
+def this_process_rows(batches):
+    """Each global batch's rows of this process (all of a single one)."""
+    from keras_spactor import distribution
+
+    if distribution.process_count() == 1:
+        yield from batches
+        return
+    for batch in batches:
+        yield distribution.process_rows(batch)
+
+
 def pretrain(args):
-    check_arguments(args)
+    index, count = 0, 1
+    if is_multi_process(args):
+        index, count = join_processes(args)
+    chief = index == 0
+    check_arguments(args, chief)
+    if is_multi_process(args):
+        check_multi_process(args, count)
     import keras
 
     import keras_spactor
@@ -475,11 +559,15 @@ def pretrain(args):
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     keras.utils.set_random_seed(args.seed)
-    os.makedirs(args.output_dir, exist_ok=True)
+    if chief:
+        os.makedirs(args.output_dir, exist_ok=True)
     checkpoint = os.path.join(args.output_dir, "checkpoint.keras")
     # JAX: sets the global distribution; TF: the strategy's scope, in which
     # the model and (in compile) its optimizer must be built.
     scope = distribution_scope(args)
+    if keras.distribution.distribution() is not None:
+        # Each process hands `fit` its own rows (`process_rows` below).
+        keras.distribution.distribution().auto_shard_dataset = False
     tokenizer = data.load_vocabulary(args.vocabulary)
     with scope:
         if args.resume:
@@ -518,7 +606,8 @@ def pretrain(args):
         tau = keras_spactor.callbacks.TauScheduler(
             format_tau(args.tau), total_steps=args.steps
         )
-    write_run_config(args.output_dir, run_config(args, tau.resolve()))
+    if chief:
+        write_run_config(args.output_dir, run_config(args, tau.resolve()))
     # Epochs are checkpoint intervals: a divisor of --steps, so none
     # overshoots, and of the steps done, so a resume starts on an epoch.
     per_epoch = math.gcd(math.gcd(args.steps, args.checkpoint_every), done)
@@ -526,7 +615,10 @@ def pretrain(args):
     # The data position is saved with each checkpoint: a resume restores
     # it instead of reading the stream up to `done` again.
     batches = data.ResumableBatches(
-        dataset, os.path.join(args.output_dir, "data_state"), per_epoch
+        dataset,
+        os.path.join(args.output_dir, "data_state"),
+        per_epoch,
+        save=chief,
     )
     if args.resume:
         try:
@@ -550,29 +642,40 @@ def pretrain(args):
     logger = RunLogger(args, progress)
     print(startup_line(args, model, tau.resolve(), done), flush=True)
     guard = StopOnNonFiniteLoss()
-    saver = AtomicCheckpoint(
-        checkpoint, before_save=batches.save_position, on_saved=batches.keep
-    )
+    if chief:
+        saver = AtomicCheckpoint(
+            checkpoint, before_save=batches.save_position, on_saved=batches.keep
+        )
+    else:
+        # Saving runs collectives, so every process saves; the others'
+        # copies go to a scratch folder, deleted at the end.
+        scratch = tempfile.mkdtemp(prefix="keras-spactor-process-")
+        saver = AtomicCheckpoint(os.path.join(scratch, "checkpoint.keras"))
     if args.resume:
         saver.saved_steps.append(done)
+    callbacks = [
+        tau,
+        progress,
+        logger,
+        StageProgbarLogger(),  # after `progress`, whose logs it shows
+        guard,
+        saver,
+    ]
+    if chief:
+        callbacks.insert(
+            4,
+            keras.callbacks.TensorBoard(
+                os.path.join(args.output_dir, "logs"), update_freq=10
+            ),
+        )
     try:
         model.fit(
-            batches.batches(),
+            this_process_rows(batches.batches()),
             epochs=epochs,
             initial_epoch=done // per_epoch,
             steps_per_epoch=per_epoch,
             shuffle=False,  # `pretraining_dataset` shuffles
-            callbacks=[
-                tau,
-                progress,
-                logger,
-                StageProgbarLogger(),  # after `progress`, whose logs it shows
-                keras.callbacks.TensorBoard(
-                    os.path.join(args.output_dir, "logs"), update_freq=10
-                ),
-                guard,
-                saver,
-            ],
+            callbacks=callbacks,
             verbose=2 if not sys.stdout.isatty() else 1,
         )
     except CheckpointWriteError as error:
@@ -609,13 +712,16 @@ def pretrain(args):
             f"stopped and {good}. A resume replays the same batches; a new "
             "run with a lower --learning-rate is the usual cure."
         )
-    if saver.saved_step is not None:
-        batches.discard_after(saver.saved_step)
-    preset_dir = os.path.join(args.output_dir, "preset")
-    model.save_to_preset(preset_dir)
     summary = logger.summary(model, tau.resolved_tau, time.time() - start)
-    with open(os.path.join(args.output_dir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    if chief:
+        if saver.saved_step is not None:
+            batches.discard_after(saver.saved_step)
+        model.save_to_preset(os.path.join(args.output_dir, "preset"))
+        with open(os.path.join(args.output_dir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+    else:
+        model.save_to_preset(os.path.join(scratch, "preset"))
+        shutil.rmtree(scratch, ignore_errors=True)
     print(json.dumps(summary, indent=2))
     return summary
 

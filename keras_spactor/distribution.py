@@ -393,3 +393,114 @@ def distribute(batch_size, mode="data", model_shards=1, devices=None):
     check_batch_size(distribution, batch_size)
     keras.distribution.set_distribution(distribution)
     return contextlib.nullcontext()
+
+
+def initialize_processes(
+    coordinator_address=None, num_processes=None, process_id=None
+):
+    """Join a multi-process JAX run (a TPU pod slice, several GPU hosts).
+
+    Every process runs the same program; this connects them through
+    `keras.distribution.initialize`, after which
+    `keras.distribution.list_devices()` lists the devices of all processes
+    and `distribute` spreads training over them. Call it first, before
+    anything runs on JAX. Arguments left out come from
+    `KERAS_DISTRIBUTION_JOB_ADDRESSES`, `KERAS_DISTRIBUTION_NUM_PROCESSES`
+    and `KERAS_DISTRIBUTION_PROCESS_ID`, else from the environment a Cloud
+    TPU pod sets (there, none is needed).
+
+    Each process then feeds `fit` the same global `tf.data` batches: Keras
+    keeps this process's rows of each (`DataParallel`'s
+    `auto_shard_dataset`). Data that is not a `tf.data.Dataset` must be
+    sliced with `process_rows` instead, with `auto_shard_dataset = False`.
+    Write files from one process only (`is_chief()`).
+
+    Args:
+        coordinator_address: str. `host:port` of process 0.
+        num_processes: int. How many processes take part.
+        process_id: int. This process, `0 … num_processes - 1`.
+
+    Returns:
+        `(process_index, process_count)`.
+
+    Example:
+    ```python
+    # On every host, with its own --process-id:
+    keras_spactor.distribution.initialize_processes("10.0.0.1:1234", 4, i)
+    with keras_spactor.distribution.distribute(batch_size=256):
+        model = keras_spactor.SpacTorT5.from_preset("spactor_t5_base")
+        model.compile(optimizer="adafactor")
+    model.fit(dataset, ...)  # every host passes the same global batches
+    ```
+    """
+    if keras.backend.backend() != "jax":
+        raise ValueError(
+            "Multi-process training needs the JAX backend (KERAS_BACKEND="
+            "jax); on TensorFlow, TPUStrategy reaches a pod slice's hosts "
+            "itself (see tf_strategy and per_replica_dataset)."
+        )
+    if process_id is not None and num_processes is not None:
+        if not 0 <= process_id < num_processes:
+            raise ValueError(
+                f"process_id must be in [0, {num_processes}), got {process_id}."
+            )
+    keras.distribution.initialize(
+        job_addresses=coordinator_address,
+        num_processes=num_processes,
+        process_id=process_id,
+    )
+    return process_index(), process_count()
+
+
+def process_index():
+    """This process's index in a multi-process JAX run (0 otherwise)."""
+    if keras.backend.backend() != "jax":
+        return 0
+    import jax
+
+    return jax.process_index()
+
+
+def process_count():
+    """The number of processes of a multi-process JAX run (1 otherwise)."""
+    if keras.backend.backend() != "jax":
+        return 1
+    import jax
+
+    return jax.process_count()
+
+
+def is_chief():
+    """Whether this process writes the run's files (process 0)."""
+    return process_index() == 0
+
+
+def process_rows(batch, index=None, count=None):
+    """This process's rows of a global batch: the `index`-th of `count`
+    equal slices of every array's first axis, in order, as Keras's
+    `DataParallel` assembles a global batch from its processes.
+
+    Args:
+        batch: a nested structure of arrays with the global batch first.
+        index: int. Default `process_index()`.
+        count: int. Default `process_count()`.
+
+    Returns:
+        The same structure with `batch_size // count` rows.
+
+    Example:
+    ```python
+    local = process_rows((x, y, sample_weight))
+    ```
+    """
+    index = process_index() if index is None else index
+    count = process_count() if count is None else count
+    rows = len(keras.tree.flatten(batch)[0])
+    if rows % count:
+        raise ValueError(
+            f"The batch size {rows} is not divisible by the {count} processes."
+        )
+    size = rows // count
+    return keras.tree.map_structure(
+        lambda array: array[index * size : (index + 1) * size], batch
+    )

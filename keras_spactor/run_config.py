@@ -33,7 +33,18 @@ FIXED_FOR_A_RUN = (
     "steps_per_execution",
 )
 # Not saved: they describe this invocation, not the run.
-_NOT_SAVED = ("command", "resume", "verbose", "explicit", "saved_tau_step")
+_NOT_SAVED = (
+    "command",
+    "resume",
+    "verbose",
+    "explicit",
+    "saved_tau_step",
+    # Each host of a multi-process run has its own.
+    "multi_process",
+    "coordinator_address",
+    "num_processes",
+    "process_id",
+)
 
 
 def explicit_options(argv):

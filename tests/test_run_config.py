@@ -134,8 +134,13 @@ def test_config_holds_every_argument_and_the_versions(tmp_path):
         k: v
         for k, v in vars(args).items()
         if k not in ("command", "resume", "verbose", "explicit")
+        # Each host of a multi-process run has its own: a resume on host 1
+        # must not take host 0's process id from the saved run.
+        and k not in ("multi_process", "coordinator_address", "num_processes")
+        and k != "process_id"
     }
     assert saved["arguments"] == json.loads(json.dumps(expected))
+    assert "process_id" in vars(args) and "process_id" not in expected
     assert saved["tau_step"] == 9
     assert saved["versions"]["keras"] == keras.__version__
     assert saved["versions"]["backend"] == keras.backend.backend()

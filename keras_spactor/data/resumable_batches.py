@@ -32,6 +32,9 @@ class ResumableBatches:
         directory: str. Where the states are written.
         save_every: int. Save the position before every batch whose index
             is a multiple of this (the checkpoint interval).
+        save: bool. False reads without writing (the processes of a
+            multi-process run but the one that checkpoints: they all read
+            the same stream and resume from its saved positions).
 
     Example:
     ```python
@@ -43,7 +46,7 @@ class ResumableBatches:
     ```
     """
 
-    def __init__(self, dataset, directory, save_every):
+    def __init__(self, dataset, directory, save_every, save=True):
         if save_every < 1:
             raise ValueError(f"save_every must be >= 1, got {save_every}")
         options = tf.data.Options()
@@ -58,7 +61,7 @@ class ResumableBatches:
         self.save_every = save_every
         self.position = 0
         # False once the pipeline turned out not to be checkpointable.
-        self.saving = True
+        self.saving = save
         # `fit` may read batches on another thread than its callbacks'.
         self._lock = threading.Lock()
 
