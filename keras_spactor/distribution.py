@@ -504,3 +504,53 @@ def process_rows(batch, index=None, count=None):
     return keras.tree.map_structure(
         lambda array: array[index * size : (index + 1) * size], batch
     )
+
+
+def per_replica_dataset(strategy, dataset_fn, batch_size):
+    """Global batches read per host, for a `tf.distribute` strategy.
+
+    On a TPU pod slice each host runs an input pipeline of its own
+    (`strategy.distribute_datasets_from_function`). Every pipeline builds
+    the same stream of global batches with `dataset_fn()` and keeps its
+    rows (the `input_pipeline_id`-th of `num_input_pipelines` equal
+    slices), split into per-replica batches in order: replica `r` of the
+    strategy gets rows `r * b … (r + 1) * b - 1` of each global batch, as
+    with `strategy.experimental_distribute_dataset` on one host.
+
+    Args:
+        strategy: a `tf.distribute.Strategy` (`tf_strategy()`).
+        dataset_fn: callable returning a `tf.data.Dataset` of global
+            batches (e.g. `pretraining_dataset(..., batch_size=batch_size)`).
+        batch_size: int. The global batch size.
+
+    Returns:
+        A distributed dataset for `model.fit`.
+
+    Example:
+    ```python
+    strategy = keras_spactor.distribution.tf_strategy()
+    dataset = keras_spactor.distribution.per_replica_dataset(
+        strategy,
+        lambda: keras_spactor.data.pretraining_dataset(
+            "tfds:c4/en", tokenizer, batch_size=1024
+        ),
+        batch_size=1024,
+    )
+    model.fit(dataset, steps_per_epoch=1000)
+    ```
+    """
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise ValueError(
+            f"The batch size {batch_size} is not divisible by the "
+            f"{replicas} replicas of {type(strategy).__name__}."
+        )
+
+    def pipeline(context):
+        pipelines = context.num_input_pipelines
+        rows = batch_size // pipelines
+        dataset = dataset_fn().rebatch(rows)
+        dataset = dataset.shard(pipelines, context.input_pipeline_id)
+        return dataset.rebatch(context.get_per_replica_batch_size(batch_size))
+
+    return strategy.distribute_datasets_from_function(pipeline)

@@ -34,7 +34,7 @@ def _dataset():
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH_SIZE)
 
 
-def _train(build_scope, tau=TAU):
+def _train(build_scope, tau=TAU, data=None):
     """Fit one tiny model; one step per epoch, so history is per step."""
     import keras
 
@@ -62,7 +62,7 @@ def _train(build_scope, tau=TAU):
         snapshots[0] = model_helpers.numpy_weights(model.generator)
         model.compile(optimizer=keras.optimizers.AdamW(1e-2))
     model.fit(
-        _dataset().repeat(),
+        data() if data else _dataset().repeat(),
         epochs=STEPS // PER_EPOCH,
         steps_per_epoch=PER_EPOCH,
         callbacks=[keras_spactor.callbacks.TauScheduler(tau=tau), PerStep()],
@@ -133,6 +133,13 @@ def run_tensorflow():
     results["mirrored_sc"] = _train(strategy.scope, tau=0)
     results["single"] = _train(contextlib.nullcontext)
     results["mirrored"] = _train(strategy.scope)
+    # Per-host input pipelines (a pod slice's way), here one for 2 replicas.
+    results["mirrored_per_replica"] = _train(
+        strategy.scope,
+        data=lambda: distribution.per_replica_dataset(
+            strategy, lambda: _dataset().repeat(), BATCH_SIZE
+        ),
+    )
     return results
 
 
