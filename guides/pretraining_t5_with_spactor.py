@@ -132,6 +132,37 @@ model.
 scope = keras_spactor.distribution.distribute(BATCH_SIZE)
 
 """
+### On a pod slice
+
+A pod slice (v4-32, v5e-16, ...) has several hosts, and each runs this
+same program (`gcloud compute tpus tpu-vm ssh ... --worker=all`). With
+JAX, join them before anything else runs, then go on as above:
+
+```python
+keras_spactor.distribution.initialize_processes()  # the pod gives the rest
+scope = keras_spactor.distribution.distribute(BATCH_SIZE)
+```
+
+Every host then builds the same `dataset` of global batches, and Keras
+hands each host's devices its rows. Write files from one host only:
+TensorBoard and the like when `keras_spactor.distribution.is_chief()`.
+Saving a model runs collectives, so every host saves it, the others to a
+scratch folder:
+
+```python
+import tempfile
+
+chief = keras_spactor.distribution.is_chief()
+model.save_to_preset(PRESET_DIR if chief else tempfile.mkdtemp())
+```
+
+With TensorFlow, `TPUStrategy` reaches all hosts from here; give it one
+input pipeline per host with
+`keras_spactor.distribution.per_replica_dataset(strategy, make_dataset,
+BATCH_SIZE)` (`strategy = tf.distribute.get_strategy()` inside `scope`). `keras-spactor pretrain --multi-process` does all of this.
+"""
+
+"""
 ## The vocabulary
 
 SpacTor needs a `[MASK]` token for the generator, which T5's vocabulary

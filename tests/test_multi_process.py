@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 
-import keras
 import numpy as np
 import pytest
 
@@ -121,9 +120,7 @@ def _weights(run):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    keras.backend.backend() != "jax", reason="multi-process runs are JAX's"
-)
+@pytest.mark.backend_independent  # its runs set KERAS_BACKEND=jax themselves
 def test_two_processes_train_as_one_and_resume_after_sigkill(
     tmp_path, data_tokenizer
 ):
