@@ -511,16 +511,22 @@ def join_processes(args):
 
 def check_multi_process(args, count):
     """What a multi-process run needs of the (reconciled) arguments."""
-    if args.distribution != "data":
-        fail(
-            "a multi-process run needs --distribution data (sharding the "
-            "kernels across processes is not supported yet: process 0 "
-            "could not read whole kernels to checkpoint them)"
-        )
+    import jax
+
     if args.batch_size % count:
         fail(
             f"--batch-size {args.batch_size} is not divisible by the {count} "
             "processes"
+        )
+    if args.distribution == "none":
+        fail("a multi-process run needs --distribution data or model")
+    local = jax.local_device_count()
+    if args.distribution == "model" and local % args.model_shards:
+        # Each process feeds its own rows: the model axis must lie within
+        # one process, the data axis across them.
+        fail(
+            f"--model-shards {args.model_shards} must divide the {local} "
+            "devices of each process in a multi-process run"
         )
 
 

@@ -119,6 +119,26 @@ def _weights(run):
     return arrays
 
 
+def _assert_same_run(run, reference):
+    """The same steps, switch, final losses and weights (1e-5)."""
+    with open(reference / "summary.json") as f:
+        expected = json.load(f)
+    with open(run / "summary.json") as f:
+        summary = json.load(f)
+    assert summary["steps"] == expected["steps"]
+    assert summary["switch_step"] == expected["switch_step"]
+    for key in ("loss", "sc_loss", "stage"):
+        np.testing.assert_allclose(
+            summary["final_logs"][key],
+            expected["final_logs"][key],
+            rtol=1e-5,
+        )
+    want, got = _weights(reference), _weights(run)
+    assert sorted(got) == sorted(want) and len(want) > 10
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.slow
 @pytest.mark.backend_independent  # its runs set KERAS_BACKEND=jax themselves
 def test_two_processes_train_as_one_and_resume_after_sigkill(
@@ -166,22 +186,9 @@ def test_two_processes_train_as_one_and_resume_after_sigkill(
         assert "resuming at step 2" in text, text[-3000:]
         assert "read again" not in text  # the saved data position was read
 
-    with open(single / "summary.json") as f:
-        expected = json.load(f)
+    _assert_same_run(pair, single)
     with open(pair / "summary.json") as f:
-        summary = json.load(f)
-    assert summary["steps"] == expected["steps"] == 6
-    assert summary["switch_step"] == 3
-    for key in ("loss", "sc_loss", "stage"):
-        np.testing.assert_allclose(
-            summary["final_logs"][key],
-            expected["final_logs"][key],
-            rtol=1e-5,
-        )
-    want, got = _weights(single), _weights(pair)
-    assert sorted(got) == sorted(want) and len(want) > 10
-    for name in want:
-        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
+        assert json.load(f)["switch_step"] == 3
     # Process 0 wrote what a single process writes, and nothing else did.
     assert sorted(os.listdir(pair)) == sorted(os.listdir(single))
 
@@ -229,3 +236,28 @@ def test_only_process_0_writes_files(tmp_path, monkeypatch, data_tokenizer):
     assert {"checkpoint.keras", "preset", "summary.json", "logs"} <= set(
         os.listdir(output)
     )
+
+
+@pytest.mark.slow
+@pytest.mark.backend_independent
+def test_two_processes_model_parallel_train_as_one(tmp_path, data_tokenizer):
+    """Kernels sharded 2 ways within each process, the batch 4 ways across
+    both: the same run as one process over 8 devices."""
+    vocabulary = tmp_path / "pieces.model"
+    vocabulary.write_bytes(data_tokenizer.proto)
+    short = [
+        "--vocabulary", str(vocabulary),
+        "--distribution", "model",
+        "--model-shards", "2",
+        "--steps", "2",
+        "--tau", "0",  # one stage, one compiled step: half the time
+    ]  # fmt: skip
+    single = tmp_path / "single"
+    reference = _start(
+        [*short, "--output-dir", str(single)], 8, tmp_path / "single.log"
+    )
+    _wait([reference], [tmp_path / "single.log"])
+    pair = tmp_path / "pair"
+    logs = [tmp_path / f"process-{i}.log" for i in range(2)]
+    _wait(_start_pair([*short, "--output-dir", str(pair)], tmp_path), logs)
+    _assert_same_run(pair, single)
