@@ -261,3 +261,43 @@ def test_two_processes_model_parallel_train_as_one(tmp_path, data_tokenizer):
     logs = [tmp_path / f"process-{i}.log" for i in range(2)]
     _wait(_start_pair([*short, "--output-dir", str(pair)], tmp_path), logs)
     _assert_same_run(pair, single)
+
+
+def test_multi_process_arguments_fail_with_their_reason(capsys):
+    from keras_spactor import cli
+
+    def error(*flags, count=2):
+        args = cli.build_parser().parse_args(["pretrain", *flags])
+        with pytest.raises(SystemExit):
+            cli.check_multi_process(args, count)
+        return capsys.readouterr().err
+
+    assert "needs --distribution data or model" in error()
+    assert "--batch-size 9 is not divisible by the 2 processes" in error(
+        "--distribution", "data", "--batch-size", "9"
+    )
+    import jax
+
+    shards = jax.local_device_count() + 1
+    assert f"--model-shards {shards} must divide the" in error(
+        "--distribution", "model", "--model-shards", str(shards)
+    )
+    args = cli.build_parser().parse_args(["pretrain", "--process-id", "1"])
+    assert cli.is_multi_process(args)
+    assert not cli.is_multi_process(cli.build_parser().parse_args(["pretrain"]))
+
+
+def test_initialize_processes_checks_before_connecting():
+    import keras
+
+    if keras.backend.backend() == "jax":
+        with pytest.raises(ValueError, match=r"process_id must be in \[0, 2\)"):
+            distribution.initialize_processes("127.0.0.1:1", 2, 2)
+    else:
+        with pytest.raises(ValueError, match="needs the JAX backend"):
+            distribution.initialize_processes("127.0.0.1:1", 2, 0)
+    assert (distribution.process_index(), distribution.process_count()) == (
+        0,
+        1,
+    )
+    assert distribution.is_chief()
