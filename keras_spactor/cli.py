@@ -5,6 +5,7 @@ The default run is offline: the tiny preset on the embedded corpus
 """
 
 import argparse
+import atexit
 import json
 import math
 import os
@@ -656,6 +657,7 @@ def pretrain(args):
         # Saving runs collectives, so every process saves; the others'
         # copies go to a scratch folder, deleted at the end.
         scratch = tempfile.mkdtemp(prefix="keras-spactor-process-")
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
         saver = AtomicCheckpoint(os.path.join(scratch, "checkpoint.keras"))
     if args.resume:
         saver.saved_steps.append(done)
