@@ -20,10 +20,13 @@ def _expected_chunks(tokenizer, documents, tokens_length):
     """seqio's reduce_concat_tokens(128) + split_tokens, in plain Python."""
     documents = [d for d in documents if d.strip()]
     # Tokenized one by one, with the same (tf-text) SentencePiece: Python's
-    # `sentencepiece` breaks some ties (e.g. "*****") differently.
+    # `sentencepiece` breaks some ties (e.g. "*****") differently. A fresh
+    # copy: the session's tokenizer lost its TF resource if a test seeded
+    # after making it (the library's pipeline is immune, a plain map not).
+    fresh = keras_hub.models.T5Tokenizer(proto=tokenizer.proto)
     tokenized = list(
         tf.data.Dataset.from_tensor_slices(documents)
-        .map(tokenizer)
+        .map(fresh)
         .as_numpy_iterator()
     )
     chunks = []
