@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 
@@ -225,14 +226,20 @@ def test_only_process_0_writes_files(tmp_path, monkeypatch, data_tokenizer):
         "--multi-process",
         "--output-dir", str(output),
     ]  # fmt: skip
-    assert cli.main(argv) == 0
+    try:
+        assert cli.main(argv) == 0
+    finally:  # the CLI sets a global distribution (JAX)
+        keras.distribution.set_distribution(None)
     assert not output.exists()
     # It saved into its scratch folder, which is deleted at the end.
     assert len(scratch_folders) == 1
     assert not os.path.exists(scratch_folders[0])
     # Process 0 of the same run writes the output folder.
     monkeypatch.setattr(cli, "join_processes", lambda args: (0, 2))
-    assert cli.main(argv) == 0
+    try:
+        assert cli.main(argv) == 0
+    finally:
+        keras.distribution.set_distribution(None)
     assert {"checkpoint.keras", "preset", "summary.json", "logs"} <= set(
         os.listdir(output)
     )
