@@ -79,7 +79,7 @@ def backbone(config):
     return keras_hub.models.T5Backbone(vocabulary_size=ROWS, **shape)
 
 
-def build(variant, config):
+def build(variant, config, jit_compile="auto"):
     keras.utils.set_random_seed(0)
     if variant == "a_keras_hub":
         model = keras_hub.models.T5Seq2SeqLM(backbone(config))
@@ -87,13 +87,16 @@ def build(variant, config):
             optimizer=keras.optimizers.AdamW(1e-4),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[],
+            jit_compile=jit_compile,
         )
         return model
     tau = {"b_tau0": 0, "c_stage1": None, "d_stage2": 0}[variant]
     model = keras_spactor.SpacTorT5(
         backbone(config), vocabulary_size=VOCABULARY, tau=tau
     )
-    model.compile(optimizer=keras.optimizers.AdamW(1e-4))
+    model.compile(
+        optimizer=keras.optimizers.AdamW(1e-4), jit_compile=jit_compile
+    )
     return model
 
 
@@ -156,6 +159,12 @@ def main():
         help="Also time Hugging Face's T5 + torch.compile on the same work "
         "(needs torch and transformers).",
     )
+    parser.add_argument(
+        "--xla",
+        action="store_true",
+        help="compile(jit_compile=True): on TensorFlow without a GPU or "
+        "TPU, Keras's default ('auto') trains without XLA.",
+    )
     args = parser.parse_args()
     # First, while no Keras backend holds the accelerator's memory.
     hf = hugging_face_step(args) if args.against_hf else None
@@ -168,7 +177,7 @@ def main():
     models = {}
     for v in variants:
         start = time.perf_counter()
-        models[v] = build(v, args.config)
+        models[v] = build(v, args.config, True if args.xla else "auto")
         print(json.dumps({"built": v, "s": time.perf_counter() - start}))
     # Stage 2 "after" stage 1: one hybrid step first, then tau passes.
     models["d_stage2"].tau = None
@@ -192,6 +201,7 @@ def main():
     flops_hybrid = train_step_flops(spactor, *shape, hybrid=True)
     result = {
         "backend": keras.backend.backend(),
+        "jit_compile": models["b_tau0"].jit_compile,
         "config": args.config,
         "batch": shape,
         "seconds_per_step_best": best,

@@ -1,7 +1,8 @@
-"""Where a train step's time goes, piece by piece (JAX).
+"""Where a train step's time goes, piece by piece (JAX or TensorFlow).
 
-Each row is one jitted function, timed alone on a synthetic batch (best of
-`--rounds`, `--steps` calls each), beside its analytic FLOPs:
+Each row is one compiled function (`jax.jit`, or `tf.function` with XLA as
+Keras's TF `fit` compiles its step), timed alone on a synthetic batch (best
+of `--rounds`, `--steps` calls each), beside its analytic FLOPs:
 
 - `matmul`: one square matrix product in the compute dtype, what XLA
   reaches on this device (the ceiling every other row is read against);
@@ -17,6 +18,7 @@ head and loss, `hybrid_loss - sc_loss` the generator's share; a full step
 `fit` loop.
 
     KERAS_BACKEND=jax python tools/profile_step.py --config tiny
+    KERAS_BACKEND=tensorflow python tools/profile_step.py --config tiny
     KERAS_BACKEND=jax python tools/profile_step.py --config base \\
         --mixed-precision --batch-size 64 --inputs-length 512 \\
         --targets-length 114 --matmul-size 8192          # on a GPU
@@ -28,7 +30,6 @@ import os
 import sys
 import time
 
-import jax
 import keras
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -41,24 +42,54 @@ from step_common import add_step_arguments  # noqa: E402
 import keras_spactor  # noqa: E402
 from keras_spactor.flops import train_step_flops  # noqa: E402
 
+JAX = keras.backend.backend() == "jax"
+if JAX:
+    import jax
+else:
+    import tensorflow as tf
+
+
+def wait_for(out):
+    """Block until `out` is computed (JAX dispatches asynchronously)."""
+    if JAX:
+        jax.block_until_ready(out)
+    else:
+        # (Gradients of variables the scalar does not read are None.)
+        [t for t in keras.tree.flatten(out) if t is not None][-1].numpy()
+
 
 def timed(function, args, steps, rounds):
-    """Best seconds per call of a jitted `function(*args)` (compiled first)."""
-    jax.block_until_ready(function(*args))
+    """Best seconds per call of a compiled `function(*args)` (compiled
+    first)."""
+    wait_for(function(*args))
     best = float("inf")
     for _ in range(rounds):
         start = time.perf_counter()
         for _ in range(steps):
             out = function(*args)
-        jax.block_until_ready(out)
+        wait_for(out)
         best = min(best, (time.perf_counter() - start) / steps)
     return best
 
 
+def compiled(function):
+    if JAX:
+        return jax.jit(function)
+    return tf.function(function, jit_compile=True)
+
+
 def gradient_of(model, scalar_of):
-    """A jitted `(trainable, non_trainable) -> grads` of `scalar_of()`, a
-    function of the model's variables run in a stateless scope."""
+    """A compiled function of the model's state that returns the gradients
+    of `scalar_of()`, and the state to call it with."""
     trainable_variables = model.trainable_variables
+    if not JAX:
+
+        def gradients():
+            with tf.GradientTape() as tape:
+                value = scalar_of()
+            return tape.gradient(value, trainable_variables)
+
+        return compiled(gradients), ()
     non_trainable_variables = model.non_trainable_variables
 
     def loss(trainable, non_trainable):
@@ -67,7 +98,18 @@ def gradient_of(model, scalar_of):
         with keras.StatelessScope(state_mapping=mapping):
             return scalar_of()
 
-    return jax.jit(jax.grad(loss))
+    state = (
+        [v.value for v in trainable_variables],
+        [v.value for v in non_trainable_variables],
+    )
+    return jax.jit(jax.grad(loss)), state
+
+
+def device_name():
+    if JAX:
+        return str(jax.devices()[0].device_kind)
+    devices = tf.config.list_logical_devices()
+    return ", ".join(sorted({d.device_type for d in devices}))
 
 
 def main():
@@ -75,11 +117,6 @@ def main():
     add_step_arguments(parser, steps=5, rounds=3)
     parser.add_argument("--matmul-size", type=int, default=2048)
     args = parser.parse_args()
-    if keras.backend.backend() != "jax":
-        raise SystemExit(
-            "profile_step.py times jitted JAX functions: run it "
-            "with KERAS_BACKEND=jax."
-        )
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     dtype = keras.mixed_precision.dtype_policy().compute_dtype
@@ -89,10 +126,6 @@ def main():
         backbone(args.config), vocabulary_size=VOCABULARY, tau=None
     )
     model.compute_losses(x, y, hybrid=True, training=True)  # builds all
-    state = (
-        [v.value for v in model.trainable_variables],
-        [v.value for v in model.non_trainable_variables],
-    )
     shape = (args.batch_size, args.inputs_length, args.targets_length)
     flops = {
         "sc_loss": train_step_flops(model, *shape, hybrid=False),
@@ -113,12 +146,12 @@ def main():
         return scalar
 
     n = args.matmul_size
-    a = jax.numpy.ones((n, n), dtype)
+    a = keras.ops.ones((n, n), dtype)
     rows = {
-        "matmul": (jax.jit(lambda a: a @ a), (a,), 2 * n**3),
-        "backbone": (gradient_of(model, decoder_scalar), state, None),
-        "sc_loss": (gradient_of(model, losses(False)), state, None),
-        "hybrid_loss": (gradient_of(model, losses(True)), state, None),
+        "matmul": (compiled(lambda a: keras.ops.matmul(a, a)), (a,), 2 * n**3),
+        "backbone": (*gradient_of(model, decoder_scalar), None),
+        "sc_loss": (*gradient_of(model, losses(False)), None),
+        "hybrid_loss": (*gradient_of(model, losses(True)), None),
     }
     seconds = {}
     for name, (function, inputs, row_flops) in rows.items():
@@ -131,7 +164,8 @@ def main():
     print(
         json.dumps(
             {
-                "device": str(jax.devices()[0].device_kind),
+                "backend": keras.backend.backend(),
+                "device": device_name(),
                 "config": args.config,
                 "batch": shape,
                 "compute_dtype": dtype,
