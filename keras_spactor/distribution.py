@@ -413,7 +413,9 @@ def initialize_processes(
     keeps this process's rows of each (`DataParallel`'s
     `auto_shard_dataset`). Data that is not a `tf.data.Dataset` must be
     sliced with `process_rows` instead, with `auto_shard_dataset = False`.
-    Write files from one process only (`is_chief()`).
+    Write files from one process only (`is_chief()`), but save a model on
+    every process (saving runs collectives), the others to a scratch
+    folder.
 
     Args:
         coordinator_address: str. `host:port` of process 0.
