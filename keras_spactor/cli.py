@@ -137,7 +137,8 @@ def build_parser():
         "runs the same command; the pod gives the rest). Implied by the "
         "three options below; KERAS_DISTRIBUTION_JOB_ADDRESSES, "
         "_NUM_PROCESSES and _PROCESS_ID work too. Process 0 writes all "
-        "files; --output-dir must be shared (e.g. gs://...).",
+        "files; --output-dir must be a folder every host sees (a shared "
+        "file system).",
     )
     p.add_argument(
         "--coordinator-address",
