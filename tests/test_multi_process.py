@@ -34,6 +34,14 @@ RUN = [
 TIMEOUT = 300  # seconds, per run
 
 
+@pytest.fixture
+def vocabulary(tmp_path, data_tokenizer):
+    """The session's vocabulary as a `.model` file, for `--vocabulary`."""
+    path = tmp_path / "pieces.model"
+    path.write_bytes(data_tokenizer.proto)
+    return path
+
+
 def test_process_rows_split_the_global_batch_in_order():
     x = {"ids": np.arange(24).reshape(8, 3)}
     y = np.arange(8)
@@ -143,10 +151,8 @@ def _assert_same_run(run, reference):
 @pytest.mark.slow
 @pytest.mark.backend_independent  # its runs set KERAS_BACKEND=jax themselves
 def test_two_processes_train_as_one_and_resume_after_sigkill(
-    tmp_path, data_tokenizer
+    tmp_path, vocabulary
 ):
-    vocabulary = tmp_path / "pieces.model"
-    vocabulary.write_bytes(data_tokenizer.proto)
     common = ["--vocabulary", str(vocabulary)]
 
     # The reference: one process over 8 devices.
@@ -194,14 +200,12 @@ def test_two_processes_train_as_one_and_resume_after_sigkill(
     assert sorted(os.listdir(pair)) == sorted(os.listdir(single))
 
 
-def test_only_process_0_writes_files(tmp_path, monkeypatch, data_tokenizer):
+def test_only_process_0_writes_files(tmp_path, monkeypatch, vocabulary):
     """A process other than 0 trains, saves into a scratch folder of its
     own (saving runs collectives, so every process saves) and leaves the
     shared output folder to process 0."""
     from keras_spactor import cli
 
-    vocabulary = tmp_path / "pieces.model"
-    vocabulary.write_bytes(data_tokenizer.proto)
     monkeypatch.setattr(cli, "join_processes", lambda args: (1, 2))
     scratch_folders = []
     make_folder = cli.tempfile.mkdtemp
@@ -247,11 +251,9 @@ def test_only_process_0_writes_files(tmp_path, monkeypatch, data_tokenizer):
 
 @pytest.mark.slow
 @pytest.mark.backend_independent
-def test_two_processes_model_parallel_train_as_one(tmp_path, data_tokenizer):
+def test_two_processes_model_parallel_train_as_one(tmp_path, vocabulary):
     """Kernels sharded 2 ways within each process, the batch 4 ways across
     both: the same run as one process over 8 devices."""
-    vocabulary = tmp_path / "pieces.model"
-    vocabulary.write_bytes(data_tokenizer.proto)
     short = [
         "--vocabulary", str(vocabulary),
         "--distribution", "model",
