@@ -25,6 +25,9 @@ head and loss, `hybrid_loss - sc_loss` the generator's share; a full step
 """
 
 import argparse
+import collections
+import glob
+import gzip
 import json
 import os
 import sys
@@ -72,6 +75,74 @@ def timed(function, args, steps, rounds):
     return best
 
 
+def kernel_table(trace_dir, top=12):
+    """Per-device-line totals of a JAX profiler trace (the Perfetto JSON that
+    `jax.profiler.trace(..., create_perfetto_trace=True)` writes): for each
+    line of the accelerator (a CUDA stream, "XLA Ops", "XLA Modules"), its
+    busy microseconds and its `top` events by total time. Where the device
+    lines are busy far less than the wall time, the host is the bottleneck.
+    """
+    [path] = glob.glob(f"{trace_dir}/**/perfetto_trace.json.gz", recursive=True)
+    with gzip.open(path) as f:
+        events = json.load(f)
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    processes, threads = {}, {}
+    for e in events:
+        if e.get("ph") == "M" and e.get("name") == "process_name":
+            processes[e["pid"]] = e["args"]["name"]
+        if e.get("ph") == "M" and e.get("name") == "thread_name":
+            threads[(e["pid"], e["tid"])] = e["args"]["name"]
+    spans = [e for e in events if e.get("ph") == "X"]
+    wall = max(e["ts"] + e["dur"] for e in spans) - min(e["ts"] for e in spans)
+    lines = collections.defaultdict(collections.Counter)
+    counts = collections.defaultdict(collections.Counter)
+    for e in spans:
+        process = processes.get(e["pid"], "")
+        if "/host:" in process or not process:
+            continue
+        line = f"{process} | {threads.get((e['pid'], e['tid']), e['tid'])}"
+        lines[line][e["name"]] += e["dur"]
+        counts[line][e["name"]] += 1
+    table = {"wall_us": wall, "lines": {}}
+    for line, totals in lines.items():
+        table["lines"][line] = {
+            "busy_us": sum(totals.values()),
+            "events": sum(counts[line].values()),
+            "top": [
+                (name, round(us), counts[line][name])
+                for name, us in totals.most_common(top)
+            ],
+        }
+    return table
+
+
+def print_kernel_table(name, table):
+    print(f"trace {name}: wall {table['wall_us'] / 1e3:.1f} ms")
+    for line, summary in table["lines"].items():
+        print(
+            f"  {line}: busy {summary['busy_us'] / 1e3:.1f} ms, "
+            f"{summary['events']} events"
+        )
+        for event, us, count in summary["top"]:
+            print(f"    {us / 1e3:9.2f} ms {count:6d}x  {event[:90]}")
+    sys.stdout.flush()
+
+
+def traced(name, function, args, trace_dir, calls=2):
+    """Trace `calls` calls of a compiled JAX `function` into
+    `trace_dir/name` and summarize its device lines; the optimized HLO goes
+    beside it (`name.hlo.txt.gz`), to read fusion names against."""
+    directory = os.path.join(trace_dir, name)
+    with jax.profiler.trace(directory, create_perfetto_trace=True):
+        for _ in range(calls):
+            out = function(*args)
+        wait_for(out)
+    hlo = function.lower(*args).compile().as_text()
+    with gzip.open(os.path.join(trace_dir, f"{name}.hlo.txt.gz"), "wt") as f:
+        f.write(hlo)
+    return kernel_table(directory)
+
+
 def compiled(function):
     if JAX:
         return jax.jit(function)
@@ -116,6 +187,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     add_step_arguments(parser, steps=5, rounds=3)
     parser.add_argument("--matmul-size", type=int, default=2048)
+    parser.add_argument(
+        "--rows",
+        default="matmul,backbone,sc_loss,hybrid_loss",
+        help="Which rows to time, comma-separated.",
+    )
+    parser.add_argument(
+        "--trace",
+        default=None,
+        help="JAX: after timing, trace two calls of each row into this "
+        "folder and print each device line's busiest kernels.",
+    )
     args = parser.parse_args()
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -146,13 +228,15 @@ def main():
         return scalar
 
     n = args.matmul_size
-    a = keras.ops.ones((n, n), dtype)
+    # Random, not constant, operands: some devices multiply zeros faster.
+    a = keras.random.normal((n, n), dtype=dtype, seed=0)
     rows = {
         "matmul": (compiled(lambda a: keras.ops.matmul(a, a)), (a,), 2 * n**3),
         "backbone": (*gradient_of(model, decoder_scalar), None),
         "sc_loss": (*gradient_of(model, losses(False)), None),
         "hybrid_loss": (*gradient_of(model, losses(True)), None),
     }
+    rows = {k: v for k, v in rows.items() if k in args.rows.split(",")}
     seconds = {}
     for name, (function, inputs, row_flops) in rows.items():
         seconds[name] = timed(function, inputs, args.steps, args.rounds)
@@ -161,6 +245,11 @@ def main():
         if row_flops:
             line["tflops_per_s"] = row_flops / seconds[name] / 1e12
         print(json.dumps(line), flush=True)
+        if args.trace and JAX:
+            table = traced(name, function, inputs, args.trace)
+            print_kernel_table(name, table)
+    if set(rows) != {"matmul", "backbone", "sc_loss", "hybrid_loss"}:
+        return
     print(
         json.dumps(
             {
