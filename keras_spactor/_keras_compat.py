@@ -83,3 +83,10 @@ class FirstReplicaSymbolicBuild:
                 break
             iterator = None
         return super()._maybe_symbolic_build(iterator, data_batch)
+
+
+def all_sublayers(layer):
+    """`layer` and every layer inside it, however deep (Keras 3 has no
+    public walk below a functional model's `layers`; this is
+    `Layer._flatten_layers`)."""
+    return list(layer._flatten_layers(include_self=True, recursive=True))

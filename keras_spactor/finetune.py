@@ -245,11 +245,16 @@ def rank_classify(
 
 def load_for_finetuning(preset, dropout=DEFAULT_DROPOUT):
     """`T5Seq2SeqLM.from_preset(preset)` with the backbone's dropout set
-    (presets saved for pre-training have none)."""
+    (presets saved for pre-training have none) and its position bias
+    trained without a scatter (`use_one_hot_position_bias`)."""
     import keras_hub
 
+    from keras_spactor.layers import use_one_hot_position_bias
+
     backbone = keras_hub.models.T5Backbone.from_preset(preset, dropout=dropout)
-    return keras_hub.models.T5Seq2SeqLM.from_preset(preset, backbone=backbone)
+    model = keras_hub.models.T5Seq2SeqLM.from_preset(preset, backbone=backbone)
+    use_one_hot_position_bias(model)
+    return model
 
 
 def warmup_then_constant(learning_rate, warmup_steps):

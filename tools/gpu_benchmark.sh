@@ -12,8 +12,9 @@
 #   steps: tools/benchmark_step.py --against-hf: seconds per step and MFU
 #     of SpacTorT5 at tau=0, in stage 1 and in stage 2, and of Hugging
 #     Face's T5 under torch.compile on the same work.
+#   losses: the SC and hybrid loss rows of `profile` alone, traced.
 #
-#   bash tools/gpu_benchmark.sh [profile|steps|all] [peak_tflops]
+#   bash tools/gpu_benchmark.sh [profile|steps|losses|all|A,B] [peak_tflops]
 #
 # peak_tflops defaults to 989 (H100/H200, bf16, dense). Logs, traces and
 # HLO go to $OUT, or runs/gpu. Needs a CUDA build of JAX
@@ -37,7 +38,9 @@ python3 -c "import jax, keras, keras_hub; print('jax', jax.__version__,
     'keras', keras.__version__, 'keras_hub', keras_hub.__version__,
     jax.devices())"
 
-if [[ "${stage}" == profile || "${stage}" == all ]]; then
+runs() { [[ ",${stage}," == *",$1,"* || "${stage}" == all ]]; }
+
+if runs profile; then
     timeout 240 python3 tools/profile_step.py "${shape[@]}" \
         --matmul-size 8192 --steps 3 --rounds 2 --trace /tmp/trace \
         > "${out}/profile.log" 2>&1
@@ -57,9 +60,18 @@ if [[ "${stage}" == profile || "${stage}" == all ]]; then
     cat "${out}/profile_xla_flags.log"
 fi
 
-if [[ "${stage}" == steps || "${stage}" == all ]]; then
-    timeout 420 python3 tools/benchmark_step.py "${shape[@]}" \
+if runs steps; then
+    timeout 360 python3 tools/benchmark_step.py "${shape[@]}" \
         --peak-tflops "${peak}" --steps 5 --rounds 2 --against-hf \
         --variants b_tau0,c_stage1,d_stage2 > "${out}/steps.log" 2>&1
     grep -v Warning "${out}/steps.log" | tail -60
+fi
+
+if runs losses; then
+    timeout 120 python3 tools/profile_step.py "${shape[@]}" \
+        --rows sc_loss,hybrid_loss --steps 3 --rounds 2 --trace /tmp/trace \
+        > "${out}/losses.log" 2>&1
+    cp /tmp/trace/hybrid_loss/plugins/profile/*/perfetto_trace.json.gz \
+        "${out}/trace_hybrid_loss.json.gz"
+    grep -h '"row"\|^trace \|busy\| ms ' "${out}/losses.log" | head -40
 fi

@@ -30,6 +30,7 @@ import glob
 import gzip
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -133,6 +134,7 @@ def traced(name, function, args, trace_dir, calls=2):
     `trace_dir/name` and summarize its device lines; the optimized HLO goes
     beside it (`name.hlo.txt.gz`), to read fusion names against."""
     directory = os.path.join(trace_dir, name)
+    shutil.rmtree(directory, ignore_errors=True)  # one trace per row
     with jax.profiler.trace(directory, create_perfetto_trace=True):
         for _ in range(calls):
             out = function(*args)

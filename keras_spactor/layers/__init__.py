@@ -1,4 +1,5 @@
 from keras_spactor.layers.generator_masked_lm_head import GeneratorMaskedLMHead
+from keras_spactor.layers.position_bias import use_one_hot_position_bias
 from keras_spactor.layers.replaced_token_detection_head import (
     ReplacedTokenDetectionHead,
 )
@@ -8,4 +9,5 @@ __all__ = [
     "GeneratorMaskedLMHead",
     "ReplacedTokenDetectionHead",
     "SpacTorGenerator",
+    "use_one_hot_position_bias",
 ]

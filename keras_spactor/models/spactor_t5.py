@@ -20,6 +20,7 @@ import keras
 from keras import ops
 
 from keras_spactor.data import vocabulary as data_vocabulary
+from keras_spactor.layers.position_bias import use_one_hot_position_bias
 from keras_spactor.models import batch_checks
 from keras_spactor.models import config_checks
 from keras_spactor.models import generator_masking
@@ -185,6 +186,8 @@ class SpacTorT5(
         self.generator.build((None, None, backbone.hidden_dim))
         self.generator_head.build((None, None, self.generator_hidden_dim))
         self.rtd_head.build((None, None, backbone.hidden_dim))
+        # Its gradient is then a matrix product, not a scatter (fast on GPUs).
+        use_one_hot_position_bias(self)
         self.built = True
         self.make_term_trackers()
 
