@@ -75,7 +75,10 @@ def test_one_hot_bias_gives_keras_hubs_outputs_and_gradients():
             assert np.count_nonzero(e) > 0, variable.path
 
 
-def test_spactor_t5_trains_its_biases_without_a_scatter():
+def test_spactor_t5_gradient_scatters_only_into_the_token_embedding():
+    """GPUs run a scatter-add as atomic adds: slow where many updates meet
+    (the bias table's 32 rows) or where bf16 neighbours share a word (the
+    generator's picked positions). Only the embedding's own remains."""
     model = mh.tiny_model()
     tables = _bias_tables(model)
     # Encoder, decoder and generator each own one table.
@@ -98,15 +101,12 @@ def test_spactor_t5_trains_its_biases_without_a_scatter():
                 return loss()
 
         hlo = jax.jit(jax.grad(f)).lower([v.value for v in variables])
-        heads = model.backbone.num_heads
-        # The only scatters left: the token embedding's gradient.
         scatters = re.findall(
-            r"stablehlo\.scatter.*?-> tensor<([0-9x]+)xf32>",
-            hlo.as_text(),
-            flags=re.S,
+            r"= (\w+\[[0-9,]*\])\S* scatter\(", hlo.as_text(dialect="hlo")
         )
-        assert scatters, "the token embedding's scatter is gone: check"
-        assert f"32x{heads}" not in scatters, scatters
+        rows, width = model.backbone.token_embedding.embeddings.shape
+        # The embedding is read twice: by the encoder and by the decoder.
+        assert scatters == [f"f32[{rows},{width}]"] * 2, scatters
     else:
         import tensorflow as tf
 
