@@ -221,3 +221,31 @@ def test_rtd_over_all_positions_adds_never_replaced_tokens():
     assert float(losses["all"]["sc_loss"]) == pytest.approx(
         float(losses["eligible"]["sc_loss"]), rel=1e-5
     )
+
+
+def test_generator_samples_follow_its_softmax():
+    """`sample_by_inverse_cdf` against NumPy's softmax: the frequencies of
+    20,000 draws per row, pieces of probability 0 never drawn, and a row
+    with one possible piece (the first, the last) always gives it."""
+    from keras_spactor.models.generator_masking import sample_by_inverse_cdf
+
+    rng = np.random.RandomState(0)
+    rows, pieces, draws = 3, 40, 20_000
+    logits = rng.normal(0.0, 1.5, (rows, pieces)).astype("float32")
+    logits[:, ::7] = -1e9  # pieces 0, 7, ... are never drawable
+    one_piece = np.full((2, pieces), -1e9, "float32")
+    one_piece[0, 0] = one_piece[1, -1] = 0.0
+    logits = np.concatenate([logits, one_piece])
+    batch = np.broadcast_to(logits, (draws,) + logits.shape)
+    seed = keras.random.SeedGenerator(3)
+    drawn = mh.numpy(sample_by_inverse_cdf(batch, seed))
+    assert drawn.shape == (draws, rows + 2)
+    np.testing.assert_array_equal(drawn[:, rows:], [[0, pieces - 1]] * draws)
+    expected = np.exp(logits[:rows] - logits[:rows].max(-1, keepdims=True))
+    expected /= expected.sum(-1, keepdims=True)
+    for row in range(rows):
+        frequencies = np.bincount(drawn[:, row], minlength=pieces) / draws
+        assert frequencies[::7].sum() == 0
+        # 5 binomial standard errors, so a shift by one piece fails.
+        error = np.sqrt(expected[row] * (1 - expected[row]) / draws)
+        assert np.all(np.abs(frequencies - expected[row]) <= 5 * error + 1e-3)

@@ -324,13 +324,9 @@ class SpacTorT5(
         each masked position. The sample carries no gradient (ELECTRA): the
         generator learns from `L_MLM` only."""
         logits = ops.stop_gradient(logits) / self.sampling_temperature
-        samples = keras.random.categorical(
-            ops.reshape(logits, (-1, ops.shape(logits)[-1])),
-            1,
-            seed=self._next_seed(),
-            dtype="int32",
+        samples = generator_masking.sample_by_inverse_cdf(
+            logits, seed=self._next_seed()
         )
-        samples = ops.reshape(samples, ops.shape(masked.positions))
         replaced, _ = generator_masking.replace_tokens(
             token_ids, masked.positions, masked.weights, samples
         )
