@@ -186,7 +186,8 @@ class SpacTorT5(
         self.generator.build((None, None, backbone.hidden_dim))
         self.generator_head.build((None, None, self.generator_hidden_dim))
         self.rtd_head.build((None, None, backbone.hidden_dim))
-        # Its gradient is then a matrix product, not a scatter (fast on GPUs).
+        # T5's position biases as one-hot products: their gradients are
+        # then matrix products, not scatters (slow atomic adds on GPUs).
         use_one_hot_position_bias(self)
         self.built = True
         self.make_term_trackers()
