@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One short, prepared GPU run, T5-base shape, bf16, JAX, in two stages that
-# fit a 10-minute command each:
+# A prepared GPU run, T5-base shape, bf16, JAX, in stages that each fit a
+# 10-minute command (`all` runs the three, longer than that):
 #
 #   profile: tools/profile_step.py times a bare bf16 matrix product (what
 #     XLA reaches on this chip), keras-hub's T5Backbone forward + backward,
