@@ -70,7 +70,15 @@ def repeated(x, y):
                 yield x, y
 
         return forever()
-    return tf.data.Dataset.from_tensors((x, y)).repeat()
+    # No tf.data autotuning: there is nothing to tune in one repeated
+    # batch, and with it on, the end of a `fit` call on these CPUs
+    # sometimes waited for the autotuner's thread to wake (its period
+    # doubles from 10 ms: 2.56 s, 5.12 s), which made whole rounds
+    # exactly 5.12 or 10.24 s long.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    dataset = tf.data.Dataset.from_tensors((x, y)).repeat()
+    return dataset.with_options(options)
 
 
 def backbone(config):
