@@ -223,10 +223,13 @@ def test_rtd_over_all_positions_adds_never_replaced_tokens():
     )
 
 
-def test_generator_samples_follow_its_softmax():
+@pytest.mark.parametrize("block_size", [16, 40, 128])
+def test_generator_samples_follow_its_softmax(block_size):
     """`sample_by_inverse_cdf` against NumPy's softmax: the frequencies of
     20,000 draws per row, pieces of probability 0 never drawn, and a row
-    with one possible piece (the first, the last) always gives it."""
+    with one possible piece (the first, the last) always gives it. Over
+    40 pieces: three blocks, the last padded; one block exactly; one
+    block, padded."""
     from keras_spactor.models.generator_masking import sample_by_inverse_cdf
 
     rng = np.random.RandomState(0)
@@ -238,7 +241,7 @@ def test_generator_samples_follow_its_softmax():
     logits = np.concatenate([logits, one_piece])
     batch = np.broadcast_to(logits, (draws,) + logits.shape)
     seed = keras.random.SeedGenerator(3)
-    drawn = mh.numpy(sample_by_inverse_cdf(batch, seed))
+    drawn = mh.numpy(sample_by_inverse_cdf(batch, seed, block_size))
     assert drawn.shape == (draws, rows + 2)
     np.testing.assert_array_equal(drawn[:, rows:], [[0, pieces - 1]] * draws)
     expected = np.exp(logits[:rows] - logits[:rows].max(-1, keepdims=True))
