@@ -252,3 +252,34 @@ def test_generator_samples_follow_its_softmax(block_size):
         # 5 binomial standard errors, so a shift by one piece fails.
         error = np.sqrt(expected[row] * (1 - expected[row]) / draws)
         assert np.all(np.abs(frequencies - expected[row]) <= 5 * error + 1e-3)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_replacements_follow_softmax_of_logits_over_temperature(temperature):
+    """`sample_replacements` draws from `softmax(logits / temperature)`
+    (NumPy's), writing the draw at the masked slot only."""
+    from keras_spactor.models.generator_masking import MaskedInputs
+
+    model = mh.tiny_model(sampling_temperature=temperature)
+    draws = 10_000
+    row = np.full(mh.EMBEDDING_ROWS, -1e9, "float32")
+    row[[5, 6, 7, 8]] = [0.0, 0.5, 1.0, 2.0]
+    logits = np.broadcast_to(row, (draws, 1, mh.EMBEDDING_ROWS))
+    token_ids = np.full((draws, 3), 4, "int32")
+    masked = MaskedInputs(
+        token_ids=token_ids,
+        eligible=np.ones((draws, 3), bool),
+        positions=np.ones((draws, 1), "int32"),
+        weights=np.ones((draws, 1), "float32"),
+    )
+    replaced = mh.numpy(model.sample_replacements(token_ids, masked, logits))
+    np.testing.assert_array_equal(replaced[:, [0, 2]], 4)
+    expected = np.exp(row[5:9] / temperature)
+    expected /= expected.sum()
+    frequencies = np.bincount(replaced[:, 1], minlength=9)[5:9] / draws
+    assert frequencies.sum() == 1.0
+    error = np.sqrt(expected * (1 - expected) / draws)
+    assert np.all(np.abs(frequencies - expected) <= 5 * error), (
+        frequencies,
+        expected,
+    )

@@ -108,10 +108,10 @@ def sample_by_inverse_cdf(logits, seed, block_size=128):
     probabilities = ops.softmax(ops.cast(logits, "float32"), axis=-1)
     leading, rows = tuple(ops.shape(logits)[:-1]), ops.shape(logits)[-1]
     blocks = -(-rows // block_size)
-    padding = [(0, 0)] * len(leading) + [(0, blocks * block_size - rows)]
-    probabilities = ops.reshape(
-        ops.pad(probabilities, padding), leading + (blocks, block_size)
-    )
+    if blocks * block_size > rows:
+        padding = [(0, 0)] * len(leading) + [(0, blocks * block_size - rows)]
+        probabilities = ops.pad(probabilities, padding)
+    probabilities = ops.reshape(probabilities, leading + (blocks, block_size))
     uniforms = keras.random.uniform(leading + (2,), seed=seed)
     block = _first_drawable(ops.sum(probabilities, axis=-1), uniforms[..., 0])
     in_block = ops.take_along_axis(

@@ -324,7 +324,9 @@ class SpacTorT5(
         """`token_ids` with a sample of `softmax(logits / temperature)` at
         each masked position. The sample carries no gradient (ELECTRA): the
         generator learns from `L_MLM` only."""
-        logits = ops.stop_gradient(logits) / self.sampling_temperature
+        logits = ops.stop_gradient(logits)
+        if self.sampling_temperature != 1.0:  # no pass over the logits
+            logits = logits / self.sampling_temperature
         samples = generator_masking.sample_by_inverse_cdf(
             logits, seed=self._next_seed()
         )
