@@ -90,11 +90,11 @@ def sample_by_inverse_cdf(logits, seed, block_size=128):
     cumulative probabilities. Against `keras.random.categorical`, which
     draws a Gumbel number per vocabulary row, this draws two numbers per
     row; against one cumulative sum over the whole vocabulary, it reads
-    the probabilities once to sum the blocks and takes cumulative sums of
-    a few hundred numbers only (a cumulative sum over 32k pieces took a
-    CPU longer than the softmax before it). A piece of probability 0 is
-    never drawn, also where rounding leaves cumulative sums not quite
-    monotone.
+    the probabilities once to sum the blocks, then takes cumulative sums
+    over the blocks and within one block only (a cumulative sum over 32k
+    pieces took a CPU longer than the softmax before it). A piece of
+    probability 0 is never drawn, also where rounding leaves cumulative
+    sums not quite monotone.
 
     Args:
         logits: float tensor `[..., rows]`.
