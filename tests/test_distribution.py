@@ -117,7 +117,11 @@ def test_tensorflow_mirrored_strategy_matches_one_device(distributed_runs):
     # not equal; the curriculum itself must be the same.
     single, mirrored = results["single"], results["mirrored"]
     assert mirrored["stage"] == single["stage"] == [1.0, 1.0, 1.0, 2.0]
-    np.testing.assert_allclose(mirrored["loss"], single["loss"], rtol=0.05)
+    # Two random streams on an 8-row batch (about 24 masked slots): the
+    # losses, mostly 50 x RTD in stage 1, differed by 0.1-8.7% per step
+    # between them in one run. Summing the replicas' losses (2x) or
+    # losing the RTD term would still fail.
+    np.testing.assert_allclose(mirrored["loss"], single["loss"], rtol=0.15)
     assert mirrored["generator_trained_in_stage_1"]
     assert mirrored["generator_frozen_after_tau"]
     # Per-host pipelines (`per_replica_dataset`) hand each replica the rows
