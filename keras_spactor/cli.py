@@ -16,6 +16,7 @@ import tempfile
 import time
 
 from keras_spactor import cli_output
+from keras_spactor import file_paths
 
 DEFAULT_OUTPUT_DIR = os.path.join("runs", "spactor")
 
@@ -65,13 +66,15 @@ def build_parser():
         "--data",
         default="builtin:python-docs",
         help="Text source: builtin:python-docs, tfds:c4/en, or "
-        "JSONL/JSONL.gz/text paths or globs (default: "
+        "JSONL/JSONL.gz/text paths, globs or folders, local or gs:// "
+        "(default: "
         "%(default)s).",
     )
     p.add_argument(
         "--vocabulary",
         default=None,
-        help="SentencePiece model file or keras-hub preset name. "
+        help="SentencePiece model file (local or gs://) or keras-hub "
+        "preset name. "
         "Default: a vocabulary trained on the embedded corpus and "
         "cached on first use.",
     )
@@ -137,8 +140,8 @@ def build_parser():
         "runs the same command; the pod gives the rest). Implied by the "
         "three options below; KERAS_DISTRIBUTION_JOB_ADDRESSES, "
         "_NUM_PROCESSES and _PROCESS_ID work too. Process 0 writes all "
-        "files; --output-dir must be a folder every host sees (a shared "
-        "file system).",
+        "files; --output-dir must be a folder every host sees (a gs:// "
+        "bucket or a shared file system).",
     )
     p.add_argument(
         "--coordinator-address",
@@ -163,7 +166,13 @@ def build_parser():
         default=40,
         help="Steps between checkpoints (and log epochs).",
     )
-    p.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR)
+    p.add_argument(
+        "--output-dir",
+        default=DEFAULT_OUTPUT_DIR,
+        help="Where the run writes its checkpoints, config.json, data_state/,"
+        " logs/, preset/ and summary.json: a folder, or a gs:// URL "
+        f"(default {DEFAULT_OUTPUT_DIR}).",
+    )
     p.add_argument(
         "--resume",
         action="store_true",
@@ -285,7 +294,7 @@ def check_arguments(args, chief=True):
 
     checkpoint = os.path.join(args.output_dir, "checkpoint.keras")
     if args.resume:
-        if not os.path.exists(checkpoint):
+        if not file_paths.exists(checkpoint):
             fail(f"--resume: there is no checkpoint to resume at {checkpoint}")
         reconcile_with_saved_run(args)
 
@@ -316,8 +325,8 @@ def check_arguments(args, chief=True):
             )
         if not args.model_shards:
             fail("--distribution model needs --model-shards N")
-    if chief and not args.resume and os.path.exists(args.output_dir):
-        if os.listdir(args.output_dir):
+    if chief and not args.resume and file_paths.exists(args.output_dir):
+        if file_paths.listdir(args.output_dir):
             fail(
                 f"{args.output_dir} already holds a run; pass --resume to "
                 "continue it or choose another --output-dir"
@@ -366,7 +375,7 @@ def load_checkpoint(checkpoint):
         hint = (
             f"; the checkpoint before it is intact: move {previous} to "
             f"{checkpoint} and resume again"
-            if os.path.exists(previous)
+            if file_paths.exists(previous)
             else ""
         )
         fail(
@@ -568,7 +577,7 @@ def pretrain(args):
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     keras.utils.set_random_seed(args.seed)
     if chief:
-        os.makedirs(args.output_dir, exist_ok=True)
+        file_paths.makedirs(args.output_dir)
     checkpoint = os.path.join(args.output_dir, "checkpoint.keras")
     # JAX: sets the global distribution; TF: the strategy's scope, in which
     # the model and (in compile) its optimizer must be built.
@@ -713,7 +722,7 @@ def pretrain(args):
         last = saver.saved_step if saver.saved_step is not None else done
         good = (
             f"the last good checkpoint is {checkpoint} (step {last})"
-            if os.path.exists(checkpoint)
+            if file_paths.exists(checkpoint)
             else "no checkpoint was written"
         )
         fail(
@@ -726,8 +735,9 @@ def pretrain(args):
         if saver.saved_step is not None:
             batches.discard_after(saver.saved_step)
         model.save_to_preset(os.path.join(args.output_dir, "preset"))
-        with open(os.path.join(args.output_dir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
+        summary_file = os.path.join(args.output_dir, "summary.json")
+        with file_paths.open_file(summary_file, "w") as f:
+            f.write(json.dumps(summary, indent=2))
     else:
         model.save_to_preset(os.path.join(scratch, "preset"))
         shutil.rmtree(scratch, ignore_errors=True)

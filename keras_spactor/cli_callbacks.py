@@ -1,9 +1,9 @@
 import math
 import os
-import shutil
 
 import keras
 
+from keras_spactor import file_paths
 from keras_spactor.models.term_metrics import HYBRID_ONLY_METRICS
 
 
@@ -87,8 +87,14 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     touches neither checkpoint and raises `CheckpointWriteError`. An epoch
     whose loss is not finite is not saved.
 
+    `path` may be a `gs://` URL. GCS has no rename, but writing or copying
+    one object is atomic: the new checkpoint is uploaded as a temporary
+    object, the current one copied to `previous_path(path)`, and only then
+    the temporary copied over `path` and deleted.
+
     Args:
-        path: str. The `.keras` checkpoint file.
+        path: str. The `.keras` checkpoint file (local or a `tf.io.gfile`
+            URL).
         before_save: optional callable, called with the step before each
             save, e.g. to save what must exist whenever the checkpoint does.
         on_saved: optional callable, called after each save with the steps
@@ -127,8 +133,8 @@ class AtomicCheckpoint(keras.callbacks.Callback):
                 self.before_save(step)
             model.save(temporary)
         except Exception as error:
-            if os.path.exists(temporary):
-                os.remove(temporary)
+            if file_paths.exists(temporary):
+                file_paths.remove(temporary)
             kept = (
                 f"{self.path} (step {self.saved_step}) is intact"
                 if self.saved_step is not None
@@ -138,16 +144,11 @@ class AtomicCheckpoint(keras.callbacks.Callback):
                 f"could not write the checkpoint of step {step} ({error}); "
                 f"{kept}"
             ) from error
-        if os.path.exists(self.path):
-            # Stage the previous one first: at every moment `path` holds a
+        if file_paths.exists(self.path):
+            # Keep the previous one first: at every moment `path` holds a
             # whole checkpoint, the old or the new.
-            staged = previous_path(self.path) + ".partial"
-            try:
-                os.link(self.path, staged)
-            except OSError:  # no hard links on this file system
-                shutil.copyfile(self.path, staged)
-            os.replace(staged, previous_path(self.path))
-        os.replace(temporary, self.path)
+            file_paths.keep_copy(self.path, previous_path(self.path))
+        file_paths.replace(temporary, self.path)
         self.saved_step = step
         self.saved_steps = (self.saved_steps + [step])[-2:]
         if self.on_saved is not None:

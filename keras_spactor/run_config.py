@@ -9,9 +9,10 @@ the step saved.
 """
 
 import json
-import os
 import platform
 import time
+
+from keras_spactor import file_paths
 
 RUN_CONFIG_FILE = "config.json"
 
@@ -103,21 +104,24 @@ def run_config(args, tau_step):
 
 
 def write_run_config(output_dir, config):
-    """Writes `config.json` atomically (a temporary file, then a rename)."""
-    path = os.path.join(output_dir, RUN_CONFIG_FILE)
+    """Writes `config.json` atomically (a temporary file, then a rename;
+    `output_dir` may be a `gs://` URL)."""
+    path = file_paths.join(output_dir, RUN_CONFIG_FILE)
     temporary = path + ".partial"
-    with open(temporary, "w") as f:
-        json.dump(config, f, indent=2)
-    os.replace(temporary, path)
+    with file_paths.open_file(temporary, "w") as f:
+        f.write(json.dumps(config, indent=2))
+    file_paths.replace(temporary, path)
 
 
 def read_run_config(output_dir):
     """The saved `config.json` of a run; `None` for a run that predates it;
     a `ValueError` when it cannot be read."""
-    path = os.path.join(output_dir, RUN_CONFIG_FILE)
+    path = file_paths.join(output_dir, RUN_CONFIG_FILE)
+    if file_paths.is_remote(path) and not file_paths.exists(path):
+        return None
     try:
-        with open(path) as f:
-            config = json.load(f)
+        with file_paths.open_file(path) as f:
+            config = json.loads(f.read())
     except FileNotFoundError:
         return None
     except json.JSONDecodeError as error:

@@ -2,13 +2,16 @@
 
 import os
 import re
-import shutil
 import threading
 import warnings
 
 import tensorflow as tf
 
+from keras_spactor import file_paths
+
 _STATE = re.compile(r"step-(\d+)")
+# Written last: a state folder is whole once its index is there.
+_INDEX = "state.index"
 
 
 class ResumableBatches:
@@ -23,13 +26,16 @@ class ResumableBatches:
     one state whatever `k` is, where `dataset.skip(k)` would read, tokenize
     and corrupt every example before it again (t5x checkpoints its
     `tf.data` iterator in the same way). States are written whole or not at
-    all (to a temporary directory, then renamed). A pipeline that cannot
+    all (to a temporary directory, then renamed; on `gs://`, where folders
+    have no rename, its files are copied in with the index last, and a
+    state counts once its index is there). A pipeline that cannot
     be checkpointed (one built on `Dataset.from_generator`) still trains,
     with a warning; its resume reads the stream up to the step again.
 
     Args:
         dataset: a `tf.data.Dataset` of batches, e.g. `pretraining_dataset`.
-        directory: str. Where the states are written.
+        directory: str. Where the states are written: a local folder or a
+            `tf.io.gfile` URL such as `gs://bucket/run/data_state`.
         save_every: int. Save the position before every batch whose index
             is a multiple of this (the checkpoint interval).
         save: bool. False reads without writing (the processes of a
@@ -67,16 +73,23 @@ class ResumableBatches:
 
     def saved_steps(self):
         """The steps whose position is saved, ascending."""
-        if not os.path.isdir(self.directory):
+        if not file_paths.isdir(self.directory):
             return []
+        names = file_paths.listdir(self.directory)
         return sorted(
             int(match.group(1))
-            for match in map(_STATE.fullmatch, os.listdir(self.directory))
-            if match
+            for match in map(_STATE.fullmatch, names)
+            if match and self._is_whole(int(match.group(1)))
         )
 
+    def _is_whole(self, step):
+        if not file_paths.is_remote(self.directory):
+            return True  # renamed into place whole
+        state = os.path.dirname(self._state_prefix(step))
+        return file_paths.exists(file_paths.join(state, _INDEX))
+
     def _state_prefix(self, step):
-        return os.path.join(self.directory, f"step-{step}", "state")
+        return file_paths.join(self.directory, f"step-{step}", "state")
 
     def resume(self, step):
         """Moves the stream to batch `step` from the newest state at or
@@ -116,13 +129,13 @@ class ResumableBatches:
         newest = max(steps)
         for step in self.saved_steps():
             if step < newest and step not in steps:
-                shutil.rmtree(os.path.dirname(self._state_prefix(step)))
+                file_paths.rmtree(os.path.dirname(self._state_prefix(step)))
 
     def discard_after(self, step):
         """Deletes the states saved ahead of `step` (at the end of a run)."""
         for saved in self.saved_steps():
             if saved > step:
-                shutil.rmtree(os.path.dirname(self._state_prefix(saved)))
+                file_paths.rmtree(os.path.dirname(self._state_prefix(saved)))
 
     def save_position(self, step):
         """Saves the position of batch `step` if the stream stands there and
@@ -134,16 +147,17 @@ class ResumableBatches:
 
     def _save(self):
         final = os.path.dirname(self._state_prefix(self.position))
-        if not self.saving or os.path.isdir(final):  # e.g. just resumed
-            return
+        if not self.saving or self.position in self.saved_steps():
+            return  # e.g. just resumed
         temporary = final + ".partial"
-        shutil.rmtree(temporary, ignore_errors=True)
+        if file_paths.exists(temporary):
+            file_paths.rmtree(temporary, ignore_errors=True)
         try:
-            self._checkpoint.write(os.path.join(temporary, "state"))
+            self._checkpoint.write(file_paths.join(temporary, "state"))
         except tf.errors.UnimplementedError as error:
             # A source that cannot be checkpointed (e.g. a dataset from a
             # Python generator): train on, and resume by reading again.
-            shutil.rmtree(temporary, ignore_errors=True)
+            file_paths.rmtree(temporary, ignore_errors=True)
             self.saving = False
             reason = str(error).split("}}")[-1].split("[Op:")[0].strip()
             warnings.warn(
@@ -152,7 +166,7 @@ class ResumableBatches:
                 stacklevel=2,
             )
             return
-        os.replace(temporary, final)
+        file_paths.publish_directory(temporary, final, last=(_INDEX,))
 
     def batches(self):
         """The stream from the current position, as numpy batches."""

@@ -5,20 +5,25 @@ A source is given as a spec:
 - `"builtin:python-docs"`: the embedded corpus (see `builtin_corpus.py`).
 - `"tfds:<name>"`, e.g. `"tfds:c4/en"`: a TensorFlow Datasets dataset read
   with `tfds.load(name, split=split)`; documents are its `"text"` feature.
+- `"hf:OWNER/NAME[@REVISION]/PATTERN[?field=FIELD]"`, e.g.
+  `"hf:allenai/c4/en/c4-train.*.json.gz"`: shards of a Hugging Face Hub
+  dataset, downloaded one at a time (see `hub_source.py`).
 - a file path, a glob, a directory, or a list of those (as a Python list
   or one comma-separated string). `.jsonl`, `.jsonl.gz`, `.json.gz`: one
   JSON object per line with a `"text"` field. `.txt`, `.txt.gz`: one
   document per line. For a directory, the files whose name contains
-  `split` (e.g. `docs.train.jsonl.gz`) are read.
+  `split` (e.g. `docs.train.jsonl.gz`) are read. Paths may be `gs://`
+  URLs (or any other `tf.io.gfile` file system), globs and folders
+  included.
 """
 
-import glob
 import gzip
 import json
 import os
 
 import tensorflow as tf
 
+from keras_spactor import file_paths
 from keras_spactor.data.builtin_corpus import builtin_corpus_documents
 
 _JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz")
@@ -85,11 +90,11 @@ def _has_suffix(path, suffixes):
 
 
 def _kind(source):
-    """`"builtin"`, `"tfds"` or `"files"`; only files combine in a list."""
+    """`"builtin"`, `"tfds"`, `"hf"` or `"files"`; only files combine."""
     if not isinstance(source, str):
         return "files"
     parts = [part.strip() for part in source.split(",")]
-    for kind in ("builtin", "tfds"):
+    for kind in ("builtin", "tfds", "hf"):
         if any(part.startswith(f"{kind}:") for part in parts):
             if len(parts) > 1:
                 raise ValueError(
@@ -106,7 +111,7 @@ def _file_specs(source):
         return [os.fspath(spec) for spec in source]
     source = os.fspath(source)
     # A comma-separated list, unless the whole string names a file.
-    if "," not in source or os.path.exists(source):
+    if "," not in source or file_paths.exists(source):
         return [source]
     return [spec.strip() for spec in source.split(",") if spec.strip()]
 
@@ -134,20 +139,21 @@ def resolve_files(source, split="train"):
     specs = _file_specs(source)
     files = []
     for spec in specs:
-        if os.path.isdir(spec):
-            matched = sorted(
+        is_folder = file_paths.isdir(spec)
+        if is_folder:
+            matched = [
                 p
-                for p in glob.glob(os.path.join(spec, f"*{split}*"))
+                for p in file_paths.glob(file_paths.join(spec, f"*{split}*"))
                 if _has_suffix(p, _JSONL_SUFFIXES + _TEXT_SUFFIXES)
-            )
-        elif glob.has_magic(spec):
-            matched = sorted(glob.glob(spec))
+            ]
+        elif file_paths.has_magic(spec):
+            matched = file_paths.glob(spec)
         else:
-            matched = [spec] if os.path.isfile(spec) else []
+            matched = [spec] if file_paths.isfile(spec) else []
         if not matched:
             raise FileNotFoundError(
                 f"Text source {spec!r} matched no file"
-                + (f" for split {split!r}" if os.path.isdir(spec) else "")
+                + (f" for split {split!r}" if is_folder else "")
                 + "."
             )
         files.extend(matched)
@@ -161,8 +167,10 @@ def resolve_files(source, split="train"):
 
 
 def _open_lines(path):
-    opener = gzip.open if path.lower().endswith(".gz") else open
-    with opener(path, "rb") as file:
+    with file_paths.open_file(path, "rb") as raw:
+        file = (
+            gzip.GzipFile(fileobj=raw) if _has_suffix(path, (".gz",)) else raw
+        )
         for line_number, line in enumerate(file, start=1):
             # Invalid UTF-8 is replaced, never fatal.
             yield line_number, line.decode("utf-8", errors="replace")
@@ -261,7 +269,7 @@ def file_documents_dataset(files):
 
 def _validate_files(files, validate):
     if validate is None:
-        size = sum(os.path.getsize(p) for p in files)
+        size = sum(file_paths.getsize(p) for p in files)
         validate = size <= _VALIDATE_MAX_BYTES
     if validate:
         for _ in iter_file_documents(files):
@@ -283,8 +291,17 @@ def iter_documents(source, split="train"):
     elif kind == "tfds":
         for text in _tfds_dataset(source, split).as_numpy_iterator():
             yield text.decode("utf-8", errors="replace")
+    elif kind == "hf":
+        for text in _hub_source(source).documents(split).as_numpy_iterator():
+            yield text.decode("utf-8")
     else:
         yield from iter_file_documents(resolve_files(source, split))
+
+
+def _hub_source(source):
+    from keras_spactor.data.hub_source import HubSource
+
+    return HubSource(source)
 
 
 def _builtin_name(source):
@@ -325,7 +342,8 @@ def check_source(source, split="train"):
     """Checks a source spec cheaply, before any long work starts.
 
     `builtin:` names and files are checked (every file, glob and directory
-    must match a file of a known format); `tfds:` specs are left to TFDS,
+    must match a file of a known format); `hf:` specs are listed on the Hub
+    (at least one shard of a known format); `tfds:` specs are left to TFDS,
     which may need the network to tell.
 
     Args:
@@ -335,7 +353,9 @@ def check_source(source, split="train"):
     Raises:
         FileNotFoundError: naming the path or pattern that matched nothing.
         ValueError: for an unknown builtin corpus or file format, or a
-            `builtin:` or `tfds:` source in a list.
+            `builtin:`, `tfds:` or `hf:` source in a list.
+        ImportError: for an `hf:` source without `huggingface_hub`, naming
+            the extra to install.
 
     Example:
     ```python
@@ -345,11 +365,13 @@ def check_source(source, split="train"):
     kind = _kind(source)
     if kind == "builtin":
         _builtin_name(source)
+    elif kind == "hf":
+        _hub_source(source).shards(split)
     elif kind == "files":
         resolve_files(source, split)
 
 
-def text_dataset(source, split="train", stats=None, validate=None):
+def text_dataset(source, split="train", stats=None, validate=None, seed=None):
     """A `tf.data.Dataset` of the documents of a text source.
 
     Documents that are empty or whitespace only are skipped and counted in
@@ -369,6 +391,9 @@ def text_dataset(source, split="train", stats=None, validate=None):
             and line right away. `None` (default) validates when the files
             total at most 256 MiB. A bad line found later, while iterating,
             still names the file and line in the raised error.
+        seed: int or `None`. Shuffles the shard order of an `hf:` source
+            (anew on each repetition); `None` reads shards in name order.
+            Other sources keep their order.
 
     Returns:
         A dataset of scalar `tf.string` documents.
@@ -393,6 +418,8 @@ def text_dataset(source, split="train", stats=None, validate=None):
         ).take(len(documents))
     elif kind == "tfds":
         ds = _tfds_dataset(source, split)
+    elif kind == "hf":
+        ds = _hub_source(source).documents(split, seed=seed)
     else:
         files = resolve_files(source, split)
         _validate_files(files, validate)

@@ -4,6 +4,8 @@ import io
 import os
 import tempfile
 
+from keras_spactor import file_paths
+
 NUM_SENTINELS = 100
 MASK_TOKEN = "<mask>"
 _DEFAULT_VOCABULARY_VERSION = 1
@@ -229,7 +231,8 @@ def load_vocabulary(spec=None):
     Args:
         spec: `None` or `"builtin:python-docs"` for `default_vocabulary()`;
             a SentencePiece `.model` file; or a keras-hub preset name or
-            directory with a T5 tokenizer (e.g. `"t5_1.1_base"`).
+            directory with a T5 tokenizer (e.g. `"t5_1.1_base"`). A
+            `.model` file may be a `gs://` URL.
 
     Returns:
         A `keras_hub.models.T5Tokenizer`.
@@ -243,6 +246,12 @@ def load_vocabulary(spec=None):
 
     if spec is None or spec == "builtin:python-docs":
         return default_vocabulary()
+    if file_paths.is_remote(spec) and spec.endswith(".model"):
+        # keras-hub opens a proto path with `open`: read it here.
+        if not file_paths.isfile(spec):
+            raise FileNotFoundError(f"no vocabulary file at {spec}")
+        with file_paths.open_file(spec, "rb") as file:
+            return keras_hub.models.T5Tokenizer(proto=file.read())
     if os.path.isfile(spec):
         return keras_hub.models.T5Tokenizer(proto=spec)
     return keras_hub.models.T5Tokenizer.from_preset(spec)

@@ -9,6 +9,7 @@ import keras
 import keras_hub
 import numpy as np
 
+from keras_spactor import file_paths
 from keras_spactor.models import spactor_presets
 from keras_spactor.models.t5x_initialization import (
     initialize_embeddings_like_t5x,
@@ -187,6 +188,14 @@ def _load_legacy_auxiliary_weights(model, path):
 
 def save_preset(model, preset_dir):
     """See `SpacTorT5.save_to_preset`."""
+    # keras-hub writes with `os` and `open`: a `gs://` preset is written
+    # to a local folder first, then copied.
+    file_paths.write_through_local_folder(
+        preset_dir, lambda folder: _save_preset_locally(model, folder)
+    )
+
+
+def _save_preset_locally(model, preset_dir):
     os.makedirs(preset_dir, exist_ok=True)
     model.backbone.save_to_preset(preset_dir)
     if model.tokenizer is not None:
@@ -291,7 +300,8 @@ class PresetAndConfigMixin:
         and heads (`spactor_auxiliary.weights.h5`, a Keras weights file).
 
         Args:
-            preset_dir: str. The directory (created if needed).
+            preset_dir: str. The directory (created if needed); may be a
+                `gs://` URL (written locally, then copied).
         """
         save_preset(self, preset_dir)
 
