@@ -144,7 +144,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
                 f"could not write the checkpoint of step {step} ({error}); "
                 f"{kept}"
             ) from error
-        if file_paths.exists(self.path):
+        if file_paths.isfile(self.path):
             # Keep the previous one first: at every moment `path` holds a
             # whole checkpoint, the old or the new.
             file_paths.keep_copy(self.path, previous_path(self.path))
