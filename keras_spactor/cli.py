@@ -270,6 +270,26 @@ def build_parser():
     )
     f.add_argument("--seed", type=int, default=0)
     _add_verbose(f)
+
+    e = commands.add_parser(
+        "export",
+        help="Write a preset as a transformers T5 checkpoint "
+        "(T5ForConditionalGeneration and AutoTokenizer load it).",
+    )
+    e.add_argument(
+        "--preset", required=True, help="T5 preset dir (runs/x/preset)."
+    )
+    e.add_argument(
+        "--output-dir", required=True, help="The checkpoint's folder."
+    )
+    e.add_argument(
+        "--max-shard-mb",
+        type=_positive_int,
+        default=50_000,
+        help="Largest model-*.safetensors file, in MB (default: "
+        "%(default)s, as transformers).",
+    )
+    _add_verbose(e)
     return parser
 
 
@@ -299,11 +319,12 @@ def check_arguments(args, chief=True):
         reconcile_with_saved_run(args)
 
     if args.preset not in SPACTOR_PRESETS and not os.path.isdir(args.preset):
-        if not args.preset.startswith("t5"):
+        if not args.preset.startswith(("t5", "hf://")):
             fail(
                 f"unknown preset {args.preset!r}; valid presets: "
                 f"{', '.join(sorted(SPACTOR_PRESETS))} (or a preset "
-                "directory, or a keras-hub T5 preset such as t5_1.1_base)"
+                "directory, a keras-hub T5 preset such as t5_1.1_base, or "
+                "a transformers T5: hf://owner/name or its folder)"
             )
     if isinstance(args.tau, int) and args.tau > args.steps:
         fail(f"--tau {args.tau} is larger than the run (--steps {args.steps})")
@@ -585,7 +606,12 @@ def pretrain(args):
     if keras.distribution.distribution() is not None:
         # Each process hands `fit` its own rows (`process_rows` below).
         keras.distribution.distribution().auto_shard_dataset = False
-    tokenizer = data.load_vocabulary(args.vocabulary)
+    tokenizer = None
+    if args.vocabulary is None:
+        # A transformers T5 (hf://... or its folder) brings its own.
+        tokenizer = checkpoint_tokenizer(args.preset)
+    if tokenizer is None:
+        tokenizer = data.load_vocabulary(args.vocabulary)
     with scope:
         if args.resume:
             model = load_checkpoint(checkpoint)
@@ -755,6 +781,35 @@ def _ties_embeddings(preset):
     return bool(config.get("tie_embedding_weights", False))
 
 
+def checkpoint_tokenizer(preset):
+    """The tokenizer of a transformers T5 checkpoint, else `None`."""
+    from keras_spactor.interchange import transformers_import
+
+    directory = transformers_import.transformers_checkpoint_directory(preset)
+    if directory is None:
+        return None
+    return transformers_import.load_transformers_tokenizer(directory)
+
+
+def run_export(args):
+    from keras_spactor.interchange import export_to_transformers
+
+    if not os.path.isdir(args.preset):
+        fail(f"preset directory {args.preset!r} does not exist")
+    if os.path.exists(args.output_dir) and os.listdir(args.output_dir):
+        fail(f"{args.output_dir} already holds files; choose another")
+    try:
+        files = export_to_transformers(
+            args.preset,
+            args.output_dir,
+            max_shard_bytes=args.max_shard_mb * 1000**2,
+        )
+    except ValueError as error:
+        fail(str(error))
+    print(f"Wrote {', '.join(files)} to {args.output_dir}")
+    return files
+
+
 def run_finetune(args):
     from keras_spactor import finetune
     from keras_spactor.labelled_data import labelled_file
@@ -844,6 +899,8 @@ def main(argv=None):
             pretrain(args)
         elif args.command == "finetune":
             run_finetune(args)
+        elif args.command == "export":
+            run_export(args)
     finally:
         if stderr is not None:
             stderr.stop()

@@ -10,6 +10,12 @@ import keras_hub
 import numpy as np
 
 from keras_spactor import file_paths
+from keras_spactor.interchange.transformers_import import (
+    load_transformers_checkpoint,
+)
+from keras_spactor.interchange.transformers_import import (
+    transformers_checkpoint_directory,
+)
 from keras_spactor.models import spactor_presets
 from keras_spactor.models.t5x_initialization import (
     initialize_embeddings_like_t5x,
@@ -40,6 +46,34 @@ def _from_builtin(cls, name, vocabulary_size, tokenizer, dtype, **kwargs):
     )
 
 
+def _from_transformers(
+    cls, directory, load_weights, vocabulary_size, tokenizer, dtype, **kwargs
+):
+    # A transformers T5: its backbone and tokenizer, a fresh generator and
+    # heads, and the mask id the tokenizer leaves free (see `SpacTorT5`).
+    backbone, own_tokenizer = load_transformers_checkpoint(
+        directory, load_weights=load_weights, dtype=dtype
+    )
+    tokenizer = tokenizer or own_tokenizer
+    if vocabulary_size is None and tokenizer is not None:
+        vocabulary_size = tokenizer.vocabulary_size()
+    if vocabulary_size is None:
+        raise ValueError(
+            f"{directory} has no spiece.model: pass tokenizer= (a "
+            "keras_hub.models.T5Tokenizer of the checkpoint's vocabulary)."
+        )
+    if not load_weights:
+        initialize_embeddings_like_t5x(
+            backbone, vocabulary_size=vocabulary_size
+        )
+    return cls(
+        backbone,
+        vocabulary_size=vocabulary_size,
+        tokenizer=tokenizer,
+        **kwargs,
+    )
+
+
 def _tokenizer_in(preset):
     try:
         return keras_hub.models.T5Tokenizer.from_preset(preset)
@@ -61,6 +95,17 @@ def load_preset(
         # Architectures only: random weights whatever `load_weights` says.
         return _from_builtin(
             cls, preset, vocabulary_size, tokenizer, dtype, **kwargs
+        )
+    checkpoint = transformers_checkpoint_directory(preset)
+    if checkpoint is not None:
+        return _from_transformers(
+            cls,
+            checkpoint,
+            load_weights,
+            vocabulary_size,
+            tokenizer,
+            dtype,
+            **kwargs,
         )
     local = os.path.isdir(preset)
     spactor_file = os.path.join(preset, SPACTOR_CONFIG_FILE)
@@ -259,7 +304,10 @@ class PresetAndConfigMixin:
                 randomly initialised, for pre-training), a local preset
                 directory written by `save_to_preset` (resumes generator
                 and heads too), or a keras-hub T5 preset such as
-                `"t5_1.1_base"` (downloads; to continue pre-training).
+                `"t5_1.1_base"` (downloads; to continue pre-training), or a
+            transformers T5 checkpoint: `"hf://google/flan-t5-small"` or
+            a local directory `save_pretrained` wrote (its weights and
+            `spiece.model`; generator and heads fresh).
             load_weights: bool. If `False`, a directory or keras-hub preset
                 gives its architecture with random weights (token
                 embeddings drawn as T5X does, like the built-in presets).
