@@ -1,3 +1,4 @@
+from keras_spactor.layers.fused_attention import use_fused_attention
 from keras_spactor.layers.generator_masked_lm_head import GeneratorMaskedLMHead
 from keras_spactor.layers.position_bias import use_one_hot_position_bias
 from keras_spactor.layers.replaced_token_detection_head import (
@@ -9,5 +10,6 @@ __all__ = [
     "GeneratorMaskedLMHead",
     "ReplacedTokenDetectionHead",
     "SpacTorGenerator",
+    "use_fused_attention",
     "use_one_hot_position_bias",
 ]
