@@ -332,7 +332,7 @@ def check_arguments(args, chief=True):
 
     try:
         check_source(args.data)
-    except (OSError, ValueError) as error:
+    except (ImportError, OSError, ValueError) as error:
         fail(f"--data: {error}")
     if args.model_shards and args.distribution != "model":
         fail("--model-shards needs --distribution model")
@@ -422,8 +422,11 @@ def data_error_text(error):
     """The line of a data error that names the cause (and the file)."""
     lines = str(error).strip().splitlines() or [type(error).__name__]
     line = next((x for x in lines if "Error" in x and "/" in x), lines[0])
-    # TensorFlow prefixes the op's name in double braces.
-    return re.sub(r"\{\{.*?\}\}\s*", "", line).strip()[:300]
+    # TensorFlow prefixes the op's name in double braces, and an error
+    # raised in a dataset function with where in the pipeline it was.
+    line = re.sub(r"\{\{.*?\}\}\s*", "", line)
+    line = re.sub(r"^Error in user-defined .*?Iterator::\S*: ", "", line)
+    return line.strip()[:300]
 
 
 def make_optimizer(args):

@@ -102,7 +102,13 @@ def span_corruption_examples(
         stats = stats if stats is not None else DocumentStats()
         documents = source.filter(stats.count)
     else:
-        documents = text_dataset(source, split=split, stats=stats)
+        # A seed also shuffles the shard order of an `hf:` source.
+        documents = text_dataset(
+            source,
+            split=split,
+            stats=stats,
+            seed=seed if shuffle_buffer else None,
+        )
     if shuffle_buffer:
         documents = documents.shuffle(shuffle_buffer, seed=seed)
     if repeat:

@@ -391,9 +391,9 @@ def text_dataset(source, split="train", stats=None, validate=None, seed=None):
             and line right away. `None` (default) validates when the files
             total at most 256 MiB. A bad line found later, while iterating,
             still names the file and line in the raised error.
-        seed: int or `None`. Shuffles the shard order of an `hf:` source
-            (anew on each repetition); `None` reads shards in name order.
-            Other sources keep their order.
+        seed: int or `None`. Shuffles the shard order of an `hf:` source;
+            `None` reads shards in name order. Other sources keep their
+            order.
 
     Returns:
         A dataset of scalar `tf.string` documents.
