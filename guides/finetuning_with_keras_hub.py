@@ -2,8 +2,8 @@
 Title: Fine-tuning a SpacTor model with keras-hub
 Author: keras-spactor contributors
 Date created: 2026/11/26
-Last modified: 2026/11/26
-Description: Fine-tune a SpacTor-pre-trained T5 preset on SST-2 with keras-hub's T5Seq2SeqLM and generate labels greedily.
+Last modified: 2026/12/05
+Description: Fine-tune a SpacTor-pre-trained T5 preset on SST-2 with keras-hub's T5Seq2SeqLM and generate labels greedily; export it to Hugging Face transformers, and continue pre-training a transformers T5.
 Accelerator: GPU
 """
 
@@ -185,6 +185,99 @@ finetuned_dir = os.path.join(OUTPUT_DIR, "finetuned_sst2")
 seq2seq.save_to_preset(finetuned_dir)
 restored = keras_hub.models.T5Seq2SeqLM.from_preset(finetuned_dir)
 print("Restored:", restored.backbone.count_params(), "backbone parameters")
+
+"""
+## Fine-tuning in Hugging Face transformers instead
+
+Most T5 fine-tuning, parameter-efficient tuning and serving code is written
+for transformers' `T5ForConditionalGeneration`. `export_to_transformers`
+(or `keras-spactor export --preset DIR --output-dir DIR`) writes the
+pre-trained preset as a transformers checkpoint: `config.json`,
+`generation_config.json`, `model.safetensors` and the tokenizer
+(`spiece.model` with T5's `<extra_id_N>` at the ids the model was trained
+with). Every embedding row is written, also those past the tokenizer's
+pieces, so that the model is the same model: the tokenizer never produces
+them, and transformers decodes them as nothing.
+"""
+
+import keras_spactor
+
+export_dir = os.path.join(OUTPUT_DIR, "transformers")
+print(keras_spactor.export_to_transformers(PRESET, export_dir))
+
+"""
+With PyTorch and transformers installed (Colab has both), the export loads
+as any T5 and computes what the Keras model computes (keras-spactor's tests
+hold the two to 1e-4, in both directions); from there, transformers'
+`Seq2SeqTrainer` or PEFT fine-tune it as they would `google/t5-v1_1-small`.
+"""
+
+try:
+    import torch
+    import transformers
+except ImportError:
+    transformers = None
+    print("transformers or PyTorch is not installed: skipping the comparison.")
+if transformers is not None:
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(export_dir)
+    hf_model = transformers.T5ForConditionalGeneration.from_pretrained(
+        export_dir
+    ).eval()
+    ids = hf_tokenizer(val_texts[:4], padding=True, return_tensors="np")
+    start = np.zeros((len(ids["input_ids"]), 1), "int32")  # <pad> starts
+    pretrained = keras_hub.models.T5Seq2SeqLM.from_preset(PRESET)
+    keras_logits = keras.ops.convert_to_numpy(
+        pretrained(
+            {
+                "encoder_token_ids": ids["input_ids"],
+                "encoder_padding_mask": ids["attention_mask"],
+                "decoder_token_ids": start,
+                "decoder_padding_mask": np.ones_like(start),
+            }
+        )
+    )
+    with torch.no_grad():
+        hf_logits = hf_model(
+            input_ids=torch.tensor(ids["input_ids"]),
+            attention_mask=torch.tensor(ids["attention_mask"]),
+            decoder_input_ids=torch.tensor(start).long(),
+        ).logits.numpy()
+    print("Largest logit difference:", np.abs(keras_logits - hf_logits).max())
+
+"""
+## Continuing pre-training from a transformers checkpoint
+
+The other way round, `SpacTorT5.from_preset` takes a transformers T5 —
+original T5, T5 v1.1, FLAN-T5 or a `t5-efficient` shape — from the Hub
+(`"hf://google/flan-t5-small"`) or from a folder `save_pretrained` wrote,
+with its own tokenizer, and builds a fresh generator and RTD head around it
+(the mask id is the first embedding row past the tokenizer's pieces:
+32,100 for T5's vocabulary). That is how to adapt FLAN-T5 to a domain with
+SpacTor's hybrid objective; `keras-spactor pretrain --preset
+hf://google/flan-t5-small` does the same from the command line. At the small
+size (offline) the folder written above stands in for FLAN-T5.
+"""
+
+from keras_spactor.callbacks import TauScheduler
+
+source = export_dir if SMALL else "hf://google/flan-t5-small"
+continued = keras_spactor.SpacTorT5.from_preset(source)
+continued.compile(optimizer=keras.optimizers.Adafactor(1e-3))
+domain_text = keras_spactor.data.pretraining_dataset(
+    "builtin:python-docs",  # your domain's text here
+    continued.tokenizer,
+    batch_size=2 if SMALL else 32,
+    inputs_length=64 if SMALL else 512,
+)
+steps = 2 if SMALL else 2000
+continued.fit(
+    domain_text,
+    steps_per_epoch=steps,
+    epochs=1,
+    callbacks=[TauScheduler("50%")],
+    verbose=2,
+)
+continued.save_to_preset(os.path.join(OUTPUT_DIR, "continued"))
 
 """
 ## Next steps

@@ -38,6 +38,7 @@ LABELS = ["positive", "negative", "a class name"]
 # pieces plus transformers' 100 `<extra_id_N>`, in 512 embedding rows.
 PLAIN_PIECES = 400
 ROWS = 512
+GREEDY_STEPS = 20
 
 # Tiny transformers T5 families: original T5 (ReLU, tied and scaled),
 # T5 v1.1 / FLAN-T5 (gated tanh-GELU, untied) and a t5-efficient-like shape
@@ -410,10 +411,14 @@ def _keras_lm(backbone, tokenizer, encoder_length=64):
 def _batch(hf_tokenizer, sentences=SENTENCES, targets=LABELS + ["x"]):
     encoded = hf_tokenizer(sentences, padding=True, return_tensors="np")
     labels = hf_tokenizer(targets, padding=True, return_tensors="np")
-    decoder_ids = np.zeros_like(labels["input_ids"])
-    decoder_ids[:, 1:] = labels["input_ids"][:, :-1]  # after <pad> (start)
-    decoder_mask = np.ones_like(decoder_ids)
-    decoder_mask[:, 1:] = labels["attention_mask"][:, :-1]
+    # As long as the greedy decoding's input, so one compiled model serves.
+    length = labels["input_ids"].shape[1]
+    assert length <= GREEDY_STEPS
+    decoder_ids = np.zeros((len(targets), GREEDY_STEPS + 1), "int32")
+    decoder_ids[:, 1 : length + 1] = labels["input_ids"]  # after <pad>
+    decoder_mask = np.zeros_like(decoder_ids)
+    decoder_mask[:, 0] = 1
+    decoder_mask[:, 1 : length + 1] = labels["attention_mask"]
     return {
         "encoder_token_ids": encoded["input_ids"].astype("int32"),
         "encoder_padding_mask": encoded["attention_mask"].astype("int32"),
@@ -449,13 +454,12 @@ def _logits_model(lm):
     return keras.Model(inputs, outputs)
 
 
-def _keras_outputs(lm, batch):
-    outputs = _logits_model(lm).predict_on_batch(batch)
+def _keras_outputs(model, batch):
+    outputs = model.predict_on_batch(batch)
     return outputs["encoder_sequence_output"], outputs["logits"]
 
 
-def _keras_greedy(lm, batch, steps=20, eos=1):
-    model = _logits_model(lm)
+def _keras_greedy(model, batch, steps=GREEDY_STEPS, eos=1):
     # A fixed-length decoder input: causal attention keeps the positions
     # not decoded yet from changing the logits of those before.
     decoded = np.zeros((len(batch["encoder_token_ids"]), steps + 1), "int32")
@@ -475,7 +479,7 @@ def _keras_greedy(lm, batch, steps=20, eos=1):
     return np.where(ended, 0, tokens)
 
 
-def _hf_greedy(torch, model, batch, steps=20):
+def _hf_greedy(torch, model, batch, steps=GREEDY_STEPS):
     with torch.no_grad():
         out = model.generate(
             input_ids=torch.tensor(batch["encoder_token_ids"]).long(),
@@ -532,11 +536,12 @@ def test_import_matches_transformers(tmp_path, vocabularies, family):
     batch = _batch(hf_tokenizer)
     assert batch["encoder_padding_mask"].min() == 0  # real padding
     hf_encoder, hf_logits = _hf_outputs(torch, hf_model, batch)
-    encoder, logits = _keras_outputs(lm, batch)
+    model = _logits_model(lm)
+    encoder, logits = _keras_outputs(model, batch)
     _assert_close_where_real(encoder, hf_encoder, batch["encoder_padding_mask"])
     _assert_close_where_real(logits, hf_logits, batch["decoder_padding_mask"])
 
-    generated = _keras_greedy(lm, batch)
+    generated = _keras_greedy(model, batch)
     np.testing.assert_array_equal(generated, _hf_greedy(torch, hf_model, batch))
 
     ours = label_log_likelihoods(lm, SENTENCES, LABELS)
@@ -565,7 +570,9 @@ def test_each_trap_moves_the_logits_past_the_tolerance(tmp_path, vocabularies):
             config["activation"] = "gelu"  # keras-hub's, the exact one
         wrong = keras_hub.models.T5Backbone.from_config(config)
         wrong.set_weights(backbone.get_weights())
-        _, logits = _keras_outputs(_keras_lm(wrong, tokenizer), batch)
+        _, logits = _keras_outputs(
+            _logits_model(_keras_lm(wrong, tokenizer)), batch
+        )
         if family == "t5":
             logits = logits * backbone.hidden_dim**0.5  # no scaling
         assert np.abs(logits - hf_logits)[mask].max() > 1e-3
@@ -611,10 +618,11 @@ def test_export_loads_in_transformers_and_matches(tmp_path, vocabularies, tie):
         assert ours == theirs["input_ids"]
     batch = _batch(hf_tokenizer)
     hf_encoder, hf_logits = _hf_outputs(torch, hf_model, batch)
-    encoder, logits = _keras_outputs(lm, batch)
+    model = _logits_model(lm)
+    encoder, logits = _keras_outputs(model, batch)
     _assert_close_where_real(encoder, hf_encoder, batch["encoder_padding_mask"])
     _assert_close_where_real(logits, hf_logits, batch["decoder_padding_mask"])
-    generated = _keras_greedy(lm, batch)
+    generated = _keras_greedy(model, batch)
     np.testing.assert_array_equal(generated, _hf_greedy(torch, hf_model, batch))
 
 
@@ -628,7 +636,8 @@ def test_continue_pretraining_an_imported_checkpoint(tmp_path, vocabularies):
     _transformers()
     directory = str(tmp_path / "hf")
     _hf_checkpoint(directory, vocabularies, "t5_v1_1")
-    model = keras_spactor.SpacTorT5.from_preset(directory, tau=1)
+    # One stage compiled per run (CI time): the hybrid one.
+    model = keras_spactor.SpacTorT5.from_preset(directory, tau=10)
     # The first row past the 500 pieces, free in the 512-row embedding.
     assert model.mask_token_id == 500
     before = model.backbone.token_embedding.embeddings.numpy().copy()
@@ -636,7 +645,7 @@ def test_continue_pretraining_an_imported_checkpoint(tmp_path, vocabularies):
     dataset = pretraining_dataset(
         "builtin:python-docs", model.tokenizer, batch_size=2, inputs_length=32
     )
-    history = model.fit(dataset, steps_per_epoch=2, epochs=1, verbose=0)
+    history = model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     after = model.backbone.token_embedding.embeddings.numpy()
     assert np.abs(after - before).max() > 0
@@ -650,7 +659,7 @@ def test_continue_pretraining_an_imported_checkpoint(tmp_path, vocabularies):
             "--steps",
             "2",
             "--tau",
-            "1",
+            "2",
             "--batch-size",
             "2",
             "--inputs-length",

@@ -28,7 +28,9 @@ def make_auxiliary_layers(
         `(generator, generator_head, rtd_head)`.
     """
     activation = keras.activations.serialize(backbone.activation)
-    if isinstance(activation, dict):
+    # A registered function (an imported T5 v1.1's `gelu_approximate`)
+    # stays a dict: `keras.activations.get` takes no "package>name" string.
+    if isinstance(activation, dict) and ">" not in str(activation["config"]):
         activation = activation.get("config", "gelu")
     # Same width and heads as the backbone: same head geometry too
     # (T5 v1.1 small has 6 heads of 64 in a 512-wide model, not 512 // 6).
