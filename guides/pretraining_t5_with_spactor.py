@@ -27,7 +27,7 @@ This guide pre-trains such a model with `keras_spactor`, a Keras 3 library
 built on keras-hub's `T5Backbone`:
 
 1. connect to a TPU (or fall back to the default device),
-2. stream C4 from TensorFlow Datasets as span-corruption batches,
+2. stream C4 from the Hugging Face Hub as span-corruption batches,
 3. build a `SpacTorT5` from a preset and `fit` it with the `TauScheduler`
    callback, logging to TensorBoard,
 4. save the result as a keras-hub preset and load it back with
@@ -52,8 +52,13 @@ ranges, so the jax and libtpu a Colab TPU runtime ships stay as they are.
 For development, `pip install -e .` in a checkout.
 """
 
+"""
+The full run reads C4 from the Hugging Face Hub: add the `hub` extra
+(`huggingface_hub` and `pyarrow`).
+"""
+
 """shell
-pip install -q keras_spactor-0.1.0-py3-none-any.whl
+pip install -q "keras_spactor-0.1.0-py3-none-any.whl[hub]"
 """
 
 """
@@ -84,7 +89,10 @@ Everything that depends on the size lives in this cell; the rest of the
 guide reads the same for both. The full settings follow the T5 v1.1 base
 recipe (Adafactor at 0.01 with an inverse square root schedule, inputs of
 512 tokens, batches of 128) for 100,000 steps, with the switch to plain
-span corruption at a quarter of the run.
+span corruption at a quarter of the run. On Colab, keep the outputs where
+a disconnected runtime does not lose them: mount Google Drive and set
+`SPACTOR_GUIDE_OUTPUT=/content/drive/MyDrive/spactor` (the `keras-spactor`
+CLI also writes to `gs://` buckets).
 """
 
 SMALL = os.environ.get("SPACTOR_GUIDE_SIZE", "small") == "small"
@@ -103,7 +111,8 @@ if SMALL:
 else:
     PRESET = "spactor_t5_base"  # T5 v1.1 base shapes
     VOCABULARY = "t5_1.1_base"  # T5's SentencePiece model, from keras-hub
-    DATA = "tfds:c4/en"
+    # C4's 1,024 English training shards on the Hub, read one at a time.
+    DATA = "hf:allenai/c4/en/c4-train.*.json.gz"
     BATCH_SIZE = 128
     INPUTS_LENGTH = 512
     STEPS, EPOCHS = 100_000, 100
@@ -184,9 +193,24 @@ chunk's tokens, in spans of mean length 3, are replaced by sentinels in the
 inputs and become the targets. Batches are keras-hub's
 `(x, y, sample_weight)` tuples, so any T5 model can `fit` on them.
 
-`"tfds:c4/en"` reads C4 with TensorFlow Datasets. Prepare it once (it is
-large) or point `TFDS_DATA_DIR` at a bucket that holds it, e.g.
-`gs://<your-bucket>/tensorflow_datasets`; TPUs read from GCS directly.
+`"hf:allenai/c4/en/c4-train.*.json.gz"` reads C4 as AllenAI publishes it
+on the Hugging Face Hub: 1,024 shards of about 320 MB of gzipped JSON
+lines (~305 GB in all). Nothing is downloaded whole: each shard is fetched
+while the one before it trains, into a cache folder that holds two shards
+at most (under 1 GB; `~/.cache/keras_spactor/hub`, or
+`KERAS_SPACTOR_HUB_CACHE`) and deletes each once read. The run reads
+100,000 x 128 examples of 568 raw tokens, ~7.3B tokens, about 1/20 of
+C4's English split: ~50 shards, ~16 GB over the run. The shard order
+follows `seed`; rate limits (HTTP 429), server errors and dropped
+connections are retried with backoff.
+
+FineWeb-Edu is the alternative:
+`"hf:HuggingFaceFW/fineweb-edu/sample/10BT/*.parquet"` (parquet shards,
+rewritten to JSON lines as they arrive: allow about 15 GB of cache). A
+spec is `hf:OWNER/NAME[@REVISION]/PATTERN[?field=FIELD]`. If you have C4
+built with TensorFlow Datasets, `"tfds:c4/en"` reads it (set
+`TFDS_DATA_DIR`, e.g. `gs://<your-bucket>/tensorflow_datasets`); building
+it yourself means ~7 TB of Common Crawl and an Apache Beam job.
 """
 
 dataset = keras_spactor.data.pretraining_dataset(
