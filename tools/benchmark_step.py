@@ -8,7 +8,9 @@ each variant's best round (medians are printed too), with the analytic
 FLOPs ratios next to the measured ones. `--against-hf` first times
 Hugging Face's T5 under `torch.compile` on the same shape and batch
 (`tools/benchmark_hf.py`, in a process of its own, before this one takes
-the accelerator) and reports (b) against it.
+the accelerator) and reports (b) against it. `--fused-attention both`
+times (b), (c) and (d) once more with `use_fused_attention` (variants
+named `..._fused`) and reports each fused/unfused ratio.
 
     KERAS_BACKEND=jax python tools/benchmark_step.py --config tiny
     KERAS_BACKEND=jax python tools/benchmark_step.py --against-hf
@@ -36,6 +38,7 @@ from keras_spactor.models.spactor_presets import SPACTOR_PRESETS
 from keras_spactor.models.spactor_presets import T5_V1_1
 
 ROWS = 32128
+FUSED = "_fused"  # a variant with `use_fused_attention`
 
 
 def cpu_peak_tflops(flops_per_cycle=32, ghz=2.5):
@@ -89,6 +92,10 @@ def backbone(config):
 
 def build(variant, config, jit_compile="auto"):
     keras.utils.set_random_seed(0)
+    if variant.endswith(FUSED):
+        model = build(variant[: -len(FUSED)], config, jit_compile)
+        keras_spactor.layers.use_fused_attention(model)
+        return model
     if variant == "a_keras_hub":
         model = keras_hub.models.T5Seq2SeqLM(backbone(config))
         model.compile(
@@ -125,7 +132,8 @@ def hugging_face_step(args):
     None if it failed."""
     tools = os.path.dirname(os.path.abspath(__file__))
     command = [
-        sys.executable,
+        # Where torch lives, if not in this interpreter (`HF_PYTHON`).
+        os.environ.get("HF_PYTHON", sys.executable),
         os.path.join(tools, "benchmark_hf.py"),
         f"--config={args.config}",
         f"--batch-size={args.batch_size}",
@@ -174,6 +182,13 @@ def main():
         "TPU, Keras's default ('auto') trains without XLA.",
     )
     parser.add_argument(
+        "--fused-attention",
+        choices=["off", "on", "both"],
+        default="off",
+        help="Time SpacTorT5's variants without (off), with (on) or with "
+        "and without (both) keras_spactor.layers.use_fused_attention.",
+    )
+    parser.add_argument(
         "--variants",
         default="a_keras_hub,b_tau0,c_stage1,d_stage2",
         help="Which variants to time, comma-separated (b_tau0 always).",
@@ -191,16 +206,29 @@ def main():
         for v in ("a_keras_hub", "b_tau0", "c_stage1", "d_stage2")
         if v in args.variants.split(",") or v == "b_tau0"
     ]
+    if args.fused_attention != "off":
+        # Each fused variant right after its unfused one: the rounds
+        # alternate, so both see the same machine.
+        variants = [
+            name
+            for v in variants
+            for name in (v, v + FUSED)
+            if v != "a_keras_hub" or name == v
+        ]
+    if args.fused_attention == "on":
+        variants = [v for v in variants if v.endswith(FUSED) or v[0] == "a"]
+    base = "b_tau0" if "b_tau0" in variants else "b_tau0" + FUSED
     models = {}
     for v in variants:
         start = time.perf_counter()
         models[v] = build(v, args.config, True if args.xla else "auto")
         print(json.dumps({"built": v, "s": time.perf_counter() - start}))
-    if "d_stage2" in models:
-        # Stage 2 "after" stage 1: one hybrid step first, then tau passes.
-        models["d_stage2"].tau = None
-        models["d_stage2"].fit(dataset, steps_per_epoch=1, verbose=0)
-        models["d_stage2"].tau = 1
+    for v in models:
+        if v.startswith("d_stage2"):
+            # Stage 2 "after" stage 1: one hybrid step, then tau passes.
+            models[v].tau = None
+            models[v].fit(dataset, steps_per_epoch=1, verbose=0)
+            models[v].tau = 1
     seconds = {v: [] for v in variants}
     for round_index in range(args.rounds):
         for v in variants:
@@ -213,13 +241,13 @@ def main():
     # ratios use the best round of each variant, the median is reported too.
     median = {v: statistics.median(s) for v, s in seconds.items()}
     best = {v: min(s) for v, s in seconds.items()}
-    spactor = models["b_tau0"]
+    spactor = models[base]
     shape = (args.batch_size, args.inputs_length, args.targets_length)
     flops_sc = train_step_flops(spactor, *shape, hybrid=False)
     flops_hybrid = train_step_flops(spactor, *shape, hybrid=True)
     result = {
         "backend": keras.backend.backend(),
-        "jit_compile": models["b_tau0"].jit_compile,
+        "jit_compile": models[base].jit_compile,
         "config": args.config,
         "batch": shape,
         "seconds_per_step_best": best,
@@ -230,6 +258,11 @@ def main():
         "c/b": ("c_stage1", "b_tau0"),
         "d/b": ("d_stage2", "b_tau0"),
     }
+    if args.fused_attention != "off":
+        ratios["c/b fused"] = ("c_stage1" + FUSED, "b_tau0" + FUSED)
+        ratios["d/b fused"] = ("d_stage2" + FUSED, "b_tau0" + FUSED)
+        for v in ("b_tau0", "c_stage1", "d_stage2"):
+            ratios[f"{v} fused/unfused"] = (v + FUSED, v)
     for name, (numerator, denominator) in ratios.items():
         if numerator in best and denominator in best:
             result[name] = best[numerator] / best[denominator]
@@ -244,13 +277,16 @@ def main():
         }
     )
     for v in best:
-        flops = flops_hybrid if v == "c_stage1" else flops_sc
+        flops = flops_hybrid if v.startswith("c_stage1") else flops_sc
         achieved = flops / best[v] / 1e12
         result["achieved_tflops"][v] = achieved
         result["mfu"][v] = achieved / peak
     if hf:
         result["hf_torch_compile"] = hf
-        result["b/hf"] = best["b_tau0"] / hf["seconds_per_step_best"]
+        for v in ("b_tau0", "b_tau0" + FUSED):
+            if v in best:
+                name = "b/hf" if v == "b_tau0" else "b_fused/hf"
+                result[name] = best[v] / hf["seconds_per_step_best"]
         result["achieved_tflops"]["hf_torch_compile"] = (
             flops_sc / hf["seconds_per_step_best"] / 1e12
         )
