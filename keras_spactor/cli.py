@@ -819,8 +819,9 @@ def run_finetune(args):
 
     if not os.path.isdir(args.preset):
         fail(f"preset directory {args.preset!r} does not exist")
-    if os.path.exists(args.output_dir) and os.listdir(args.output_dir):
-        fail(f"{args.output_dir} already holds results; choose another")
+    output_dir = args.output_dir
+    if file_paths.exists(output_dir) and file_paths.listdir(output_dir):
+        fail(f"{output_dir} already holds results; choose another")
     if args.learning_rate <= 0:
         fail(f"--learning-rate must be positive, got {args.learning_rate}")
     if not 0 <= args.dropout < 1:
@@ -832,6 +833,10 @@ def run_finetune(args):
             "without losing the encoder's embedding"
         )
     data_dir = os.path.join(args.output_dir, "data")
+    if file_paths.is_remote(data_dir):
+        # TFDS splits are written and read as local TSV files.
+        data_dir = tempfile.mkdtemp(prefix="keras-spactor-data-")
+        atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
     try:
         try:
             args.train = labelled_file(args.train, "train", data_dir)

@@ -11,10 +11,10 @@ even a small model that would only emit EOS gets a meaningful accuracy.
 
 import json
 import math
-import os
 
 import numpy as np
 
+from keras_spactor import file_paths
 from keras_spactor.labelled_data import read_labelled_tsv
 
 # Measured on SST-2 and TREC with a from-scratch tiny model (see `finetune`).
@@ -398,7 +398,7 @@ def finetune(
         validation_path: str. Evaluation TSV; its labels must all occur in
             training.
         output_dir: str. Receives `preset/` (fine-tuned) and
-            `metrics.json`.
+            `metrics.json`; a folder or a `gs://` URL.
         steps: int. Optimizer steps (wins over `epochs`); default
             `DEFAULT_STEPS`.
         epochs: int. Passes over the training set, if `steps` is unset.
@@ -560,11 +560,16 @@ def finetune(
             generated, eval_labels
         )
         metrics["generated_sample"] = generated[:8]
-    os.makedirs(output_dir, exist_ok=True)
+    file_paths.makedirs(output_dir)
     if save_preset:
-        model.save_to_preset(os.path.join(output_dir, "preset"))
-    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
+        # keras-hub writes with `os`: a `gs://` preset goes through a
+        # local folder.
+        file_paths.write_through_local_folder(
+            file_paths.join(output_dir, "preset"), model.save_to_preset
+        )
+    metrics_file = file_paths.join(output_dir, "metrics.json")
+    with file_paths.open_file(metrics_file, "w") as f:
+        f.write(json.dumps(metrics, indent=2))
     return metrics
 
 

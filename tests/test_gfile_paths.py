@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 from keras_spactor import file_paths
+from keras_spactor import finetune
 from keras_spactor.cli_callbacks import AtomicCheckpoint
 from keras_spactor.cli_callbacks import CheckpointWriteError
 from keras_spactor.cli_callbacks import previous_path
@@ -28,6 +29,9 @@ from keras_spactor.data.vocabulary import load_vocabulary
 from keras_spactor.data.vocabulary import train_vocabulary
 from keras_spactor.run_config import read_run_config
 from keras_spactor.run_config import write_run_config
+from tests.test_finetune import _tiny_lm
+from tests.test_finetune import _write_tsv
+from tests.test_finetune import tokenizer  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
@@ -223,3 +227,38 @@ def test_folder_copied_with_the_marker_last(tmp_path, bucket, monkeypatch):
         for root, _, names in tf.io.gfile.walk(f"{bucket}/final")
         for n in names
     ) == ["a.data", "sub/b.data", "z.index"]
+
+
+@pytest.mark.slow
+@pytest.mark.backend_independent
+def test_finetune_outputs_at_a_url_equal_a_local_run(
+    tmp_path,
+    bucket,
+    tokenizer,  # noqa: F811 (test_finetune's fixture, imported above)
+):
+    preset = str(tmp_path / "preset")
+    _tiny_lm(tokenizer).save_to_preset(preset)
+    rows = [("absent", "dog runs"), ("present", "a cat"), ("absent", "sun")]
+    train = _write_tsv(tmp_path / "train.tsv", rows)
+    runs = {"local": str(tmp_path / "out"), "url": f"{bucket}/finetuned"}
+    metrics = {
+        where: finetune.finetune(
+            preset, train, train, out, steps=2, warmup_steps=1, batch_size=3
+        )
+        for where, out in runs.items()
+    }
+    with tf.io.gfile.GFile(f"{runs['url']}/metrics.json") as f:
+        assert json.loads(f.read()) == metrics["url"]
+    assert metrics["url"]["accuracy"] == metrics["local"]["accuracy"]
+    assert (
+        metrics["url"]["train_loss_curve"]
+        == metrics["local"]["train_loss_curve"]
+    )
+    copied = str(tmp_path / "copied")
+    file_paths.copy_tree(f"{runs['url']}/preset", copied)
+    here = keras_hub.models.T5Seq2SeqLM.from_preset(f"{runs['local']}/preset")
+    there = keras_hub.models.T5Seq2SeqLM.from_preset(copied)
+    for x, y in zip(here.weights, there.weights):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(x), keras.ops.convert_to_numpy(y)
+        )
