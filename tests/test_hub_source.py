@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -255,6 +256,31 @@ def test_the_cache_holds_at_most_the_current_and_next_shard(
     assert len(os.listdir(folder)) <= 2
 
 
+def test_a_new_cache_deletes_what_dead_processes_of_this_host_left(
+    tmp_path,
+):
+    from keras_spactor.data.hub_shard_cache import HubShardCache
+
+    host = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = {
+        f"process-{host}-{dead.pid}-a": False,  # ended: deleted
+        f"process-{host}-{os.getpid()}-b": True,  # running: kept
+        f"process-other-host-{dead.pid}-c": True,  # another host's: kept
+    }
+    for name in left:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "shard.json.gz").write_bytes(b"x")
+    cache = HubShardCache(
+        "me/tiny", "main", "http://127.0.0.1:9", cache_dir=str(tmp_path)
+    )
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        [name for name, kept in left.items() if kept]
+        + [os.path.basename(cache.directory)]
+    )
+
+
 def test_bad_specs_fail_with_one_line(hub):
     with pytest.raises(ValueError, match="hf:OWNER/NAME"):
         HubSource("hf:me")
@@ -393,3 +419,26 @@ def test_cli_stops_cleanly_when_the_hub_goes_away(
         int(keras.ops.convert_to_numpy(restored.optimizer.iterations)) == step
     )
     assert not (run / "preset").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.backend_independent  # its runs set KERAS_BACKEND=jax themselves
+def test_two_processes_reading_the_hub_train_as_one(
+    hub, tmp_path, data_tokenizer
+):
+    from tests import test_multi_process as multi
+
+    vocabulary = tmp_path / "pieces.model"
+    vocabulary.write_bytes(data_tokenizer.proto)
+    common = ["--vocabulary", str(vocabulary), "--data", C4_TRAIN]
+    single = tmp_path / "single"
+    log = tmp_path / "single.log"
+    multi._wait(
+        [multi._start([*common, "--output-dir", str(single)], 8, log)], [log]
+    )
+    pair = tmp_path / "pair"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    processes = multi._start_pair([*common, "--output-dir", str(pair)], logs)
+    multi._wait(processes, [logs / f"process-{i}.log" for i in range(2)])
+    multi._assert_same_run(pair, single)

@@ -14,12 +14,13 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
 from urllib.parse import quote
 
-_PROCESS_DIR = re.compile(r"process-(\d+)-")
+_PROCESS_DIR = re.compile(r"process-(.+)-(\d+)-")
 # Hub answers worth a second try: rate limits and server errors.
 _RETRY_STATUSES = {408, 425, 429} | set(range(500, 600))
 _CHUNK_BYTES = 4 * 2**20
@@ -47,11 +48,14 @@ def _process_alive(pid):
 
 
 def _remove_stale_dirs(base):
-    """Deletes the shard folders that processes no longer running left."""
+    """Deletes the shard folders that processes of this host no longer
+    running left (a home folder may be shared by several hosts)."""
+    host = socket.gethostname()
     for name in os.listdir(base):
         match = _PROCESS_DIR.match(name)
-        if match and not _process_alive(int(match.group(1))):
-            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+        if match and match.group(1) == host:
+            if not _process_alive(int(match.group(2))):
+                shutil.rmtree(os.path.join(base, name), ignore_errors=True)
 
 
 class ShardFetchError(OSError):
@@ -62,7 +66,7 @@ class HubShardCache:
     """Fetches the shards of one Hub dataset repository, two at a time.
 
     Each instance works in a folder of its own under `cache_dir`, named
-    after the process, so that the processes of a multi-process run (or
+    after the host and process, so that the processes of a multi-process run (or
     two datasets of one process) never delete each other's shards; folders
     of processes no longer running are deleted when a cache is made. The
     folder holds at most two shards at rest, the one being read and the
@@ -112,7 +116,7 @@ class HubShardCache:
         os.makedirs(base, exist_ok=True)
         _remove_stale_dirs(base)
         self.directory = tempfile.mkdtemp(
-            prefix=f"process-{os.getpid()}-", dir=base
+            prefix=f"process-{socket.gethostname()}-{os.getpid()}-", dir=base
         )
         atexit.register(shutil.rmtree, self.directory, ignore_errors=True)
         self._lock = threading.Lock()
