@@ -313,6 +313,11 @@ def check_arguments(args, chief=True):
     from keras_spactor.models.spactor_presets import SPACTOR_PRESETS
 
     checkpoint = os.path.join(args.output_dir, "checkpoint.keras")
+    if file_paths.is_remote(args.output_dir):
+        try:  # an unknown scheme, no credentials, ...
+            file_paths.exists(args.output_dir)
+        except OSError as error:
+            fail(f"--output-dir: {error}")
     if args.resume:
         if not file_paths.exists(checkpoint):
             fail(f"--resume: there is no checkpoint to resume at {checkpoint}")
@@ -601,7 +606,10 @@ def pretrain(args):
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     keras.utils.set_random_seed(args.seed)
     if chief:
-        file_paths.makedirs(args.output_dir)
+        try:  # e.g. a bucket that does not exist
+            file_paths.makedirs(args.output_dir)
+        except OSError as error:
+            fail(f"--output-dir: cannot create it ({error})")
     checkpoint = os.path.join(args.output_dir, "checkpoint.keras")
     # JAX: sets the global distribution; TF: the strategy's scope, in which
     # the model and (in compile) its optimizer must be built.
@@ -614,7 +622,10 @@ def pretrain(args):
         # A transformers T5 (hf://... or its folder) brings its own.
         tokenizer = checkpoint_tokenizer(args.preset)
     if tokenizer is None:
-        tokenizer = data.load_vocabulary(args.vocabulary)
+        try:
+            tokenizer = data.load_vocabulary(args.vocabulary)
+        except OSError as error:  # e.g. a gs:// file that is not there
+            fail(f"--vocabulary: {error}")
     with scope:
         if args.resume:
             model = load_checkpoint(checkpoint)

@@ -144,11 +144,18 @@ class AtomicCheckpoint(keras.callbacks.Callback):
                 f"could not write the checkpoint of step {step} ({error}); "
                 f"{kept}"
             ) from error
-        if file_paths.isfile(self.path):
-            # Keep the previous one first: at every moment `path` holds a
-            # whole checkpoint, the old or the new.
-            file_paths.keep_copy(self.path, previous_path(self.path))
-        file_paths.replace(temporary, self.path)
+        try:
+            if file_paths.isfile(self.path):
+                # Keep the previous one first: at every moment `path`
+                # holds a whole checkpoint, the old or the new.
+                file_paths.keep_copy(self.path, previous_path(self.path))
+            file_paths.replace(temporary, self.path)
+        except OSError as error:  # e.g. the bucket went away
+            raise CheckpointWriteError(
+                f"could not move the checkpoint of step {step} into place "
+                f"({error}); it is whole in {temporary}, and {self.path} "
+                "holds it or the one before"
+            ) from error
         self.saved_step = step
         self.saved_steps = (self.saved_steps + [step])[-2:]
         if self.on_saved is not None:

@@ -11,6 +11,10 @@ delete. One object written or copied is atomic, though: readers see the
 old object or the whole new one. The helpers that publish a file or a
 folder (`replace`, `keep_copy`, `publish_directory`) rely only on that.
 
+A URL's failures (an unknown bucket, no permission, the network) are
+raised as `OSError`s (`FileNotFoundError`, `PermissionError`) naming the
+path, as a local path's are, so callers handle both alike.
+
 Example:
 ```python
 from keras_spactor import file_paths
@@ -22,6 +26,7 @@ with file_paths.open_file(file_paths.join(run, "notes.txt"), "w") as f:
 ```
 """
 
+import contextlib
 import glob as local_glob
 import os
 import shutil
@@ -39,6 +44,24 @@ def _gfile():
     return tf.io.gfile
 
 
+@contextlib.contextmanager
+def _os_errors(path):
+    """TensorFlow's errors on `path` as the `OSError` a local path gives."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.OpError as error:
+        lines = (error.message or "").strip().splitlines()
+        reason = lines[0] if lines else type(error).__name__
+        kind = {
+            tf.errors.NotFoundError: FileNotFoundError,
+            tf.errors.PermissionDeniedError: PermissionError,
+            tf.errors.UnauthenticatedError: PermissionError,
+        }.get(type(error), OSError)
+        raise kind(f"{path}: {reason}") from error
+
+
 def join(path, *parts):
     """`os.path.join`; a URL keeps its scheme (`gs://b` + `x` = `gs://b/x`)."""
     return os.path.join(os.fspath(path), *parts)
@@ -46,19 +69,22 @@ def join(path, *parts):
 
 def exists(path):
     if is_remote(path):
-        return _gfile().exists(path)
+        with _os_errors(path):
+            return _gfile().exists(path)
     return os.path.exists(path)
 
 
 def isdir(path):
     if is_remote(path):
-        return _gfile().isdir(path)
+        with _os_errors(path):
+            return _gfile().isdir(path)
     return os.path.isdir(path)
 
 
 def isfile(path):
     if is_remote(path):
-        return _gfile().exists(path) and not _gfile().isdir(path)
+        with _os_errors(path):
+            return _gfile().exists(path) and not _gfile().isdir(path)
     return os.path.isfile(path)
 
 
@@ -66,14 +92,16 @@ def listdir(path):
     """The names in folder `path` (without the trailing `/` GCS gives
     sub-folders)."""
     if is_remote(path):
-        return [name.rstrip("/") for name in _gfile().listdir(path)]
+        with _os_errors(path):
+            return [name.rstrip("/") for name in _gfile().listdir(path)]
     return os.listdir(path)
 
 
 def glob(pattern):
     """The paths matching `pattern`, sorted."""
     if is_remote(pattern):
-        return sorted(_gfile().glob(pattern))
+        with _os_errors(pattern):
+            return sorted(_gfile().glob(pattern))
     return sorted(local_glob.glob(pattern))
 
 
@@ -83,21 +111,24 @@ def has_magic(pattern):
 
 def getsize(path):
     if is_remote(path):
-        return _gfile().stat(path).length
+        with _os_errors(path):
+            return _gfile().stat(path).length
     return os.path.getsize(path)
 
 
 def makedirs(path):
     """Creates folder `path` and its parents; an existing one is fine."""
     if is_remote(path):
-        _gfile().makedirs(path)
+        with _os_errors(path):
+            _gfile().makedirs(path)
     else:
         os.makedirs(path, exist_ok=True)
 
 
 def remove(path):
     if is_remote(path):
-        _gfile().remove(path)
+        with _os_errors(path):
+            _gfile().remove(path)
     else:
         os.remove(path)
 
@@ -108,8 +139,9 @@ def rmtree(path, ignore_errors=False):
         shutil.rmtree(path, ignore_errors=ignore_errors)
         return
     try:
-        _gfile().rmtree(path)
-    except Exception:  # tf.errors.OpError or OSError
+        with _os_errors(path):
+            _gfile().rmtree(path)
+    except OSError:
         if not ignore_errors:
             raise
 
@@ -132,7 +164,8 @@ def replace(source, target):
     holds the old object or the whole new one at every moment).
     """
     if is_remote(source) or is_remote(target):
-        _gfile().rename(source, target, overwrite=True)
+        with _os_errors(target):
+            _gfile().rename(source, target, overwrite=True)
     else:
         os.replace(source, target)
 
@@ -144,7 +177,8 @@ def keep_copy(source, target):
     rename. A URL: one object copy, atomic on GCS.
     """
     if is_remote(source) or is_remote(target):
-        _gfile().copy(source, target, overwrite=True)
+        with _os_errors(target):
+            _gfile().copy(source, target, overwrite=True)
         return
     staged = target + ".partial"
     try:
@@ -163,7 +197,9 @@ def _files_under(folder):
             for name in names
         )
     found = []
-    for root, _, names in _gfile().walk(folder):
+    with _os_errors(folder):
+        walked = list(_gfile().walk(folder))
+    for root, _, names in walked:
         relative = os.path.relpath(root.rstrip("/"), folder.rstrip("/"))
         for name in names:
             found.append(os.path.normpath(os.path.join(relative, name)))
@@ -182,8 +218,9 @@ def copy_tree(source, target, last=()):
     gfile = _gfile()
     for name in files:
         destination = join(target, name)
-        gfile.makedirs(os.path.dirname(destination))
-        gfile.copy(join(source, name), destination, overwrite=True)
+        with _os_errors(destination):
+            gfile.makedirs(os.path.dirname(destination))
+            gfile.copy(join(source, name), destination, overwrite=True)
 
 
 def publish_directory(temporary, final, last=()):

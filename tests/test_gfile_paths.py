@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_spactor import cli
 from keras_spactor import file_paths
 from keras_spactor import finetune
 from keras_spactor.cli_callbacks import AtomicCheckpoint
@@ -158,7 +159,7 @@ def _kernel(path):
     return keras.saving.load_model(path).layers[0].kernel.numpy()
 
 
-def test_checkpoint_and_previous_at_a_url(bucket):
+def test_checkpoint_and_previous_at_a_url(bucket, monkeypatch):
     model = _model()
     path = f"{bucket}/run/checkpoint.keras"
     tf.io.gfile.makedirs(f"{bucket}/run")
@@ -187,6 +188,51 @@ def test_checkpoint_and_previous_at_a_url(bucket):
         "checkpoint.keras",
         "checkpoint.previous.keras",
     ]
+
+    # A copy that fails (the bucket went away) stops with one error too.
+    saver.before_save = None
+
+    def unreachable(source, target):
+        raise OSError(f"{target}: connection reset")
+
+    monkeypatch.setattr(file_paths, "keep_copy", unreachable)
+    with pytest.raises(CheckpointWriteError, match="into place.*reset"):
+        saver.save(3)
+    np.testing.assert_array_equal(_kernel(path), kernels[1])
+
+
+def _fails_with(argv, message, capsys):
+    with pytest.raises(SystemExit) as error:
+        cli.main(argv)
+    assert error.value.code == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and message in errors[0], errors
+
+
+def test_cli_names_a_bad_url_in_one_line(bucket, capsys, monkeypatch):
+    monkeypatch.setenv("KERAS_SPACTOR_CACHE", f"{bucket}/never-used")
+    run = ["pretrain", "--output-dir", f"{bucket}/run"]
+    _fails_with(
+        ["pretrain", "--output-dir", "nosuch://b/run"],
+        "--output-dir: nosuch://b/run: File system scheme 'nosuch'",
+        capsys,
+    )
+    _fails_with(
+        run + ["--data", "nosuch://b/*.jsonl"],
+        "--data: nosuch://b/*.jsonl: File system scheme 'nosuch'",
+        capsys,
+    )
+    _fails_with(
+        run + ["--data", f"{bucket}/corpus/*.jsonl"],
+        "*.jsonl' matched no file",
+        capsys,
+    )
+    _fails_with(run + ["--resume"], "there is no checkpoint to resume", capsys)
+    _fails_with(
+        run + ["--vocabulary", f"{bucket}/absent.model"],
+        f"--vocabulary: no vocabulary file at {bucket}/absent.model",
+        capsys,
+    )
 
 
 def test_run_config_at_a_url(bucket):
