@@ -25,6 +25,8 @@ from tests.gcs_server import openssl_available
 
 pytestmark = [
     pytest.mark.slow,
+    # File operations go through tf.io.gfile on either backend.
+    pytest.mark.backend_independent,
     pytest.mark.skipif(
         not openssl_available(),
         reason="the GCS stand-in makes its TLS certificates with `openssl`",

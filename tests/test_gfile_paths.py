@@ -80,6 +80,9 @@ def test_file_sources_read_through_a_url_as_locally(tmp_path, bucket):
         there = sources.resolve_files(spec.format(remote, remote))
         assert there[0].startswith("ram://")
         assert local_form(there) == here
+    # Local and URL paths in one list.
+    mixed = f"{local}/b.train.txt,{remote}/a.train.jsonl.gz"
+    assert sources.resolve_files(mixed) == mixed.split(",")
     assert sources.resolve_files(remote, split="validation") == [
         f"{remote}/c.validation.jsonl"
     ]

@@ -111,9 +111,16 @@ def _file_specs(source):
         return [os.fspath(spec) for spec in source]
     source = os.fspath(source)
     # A comma-separated list, unless the whole string names a file.
-    if "," not in source or file_paths.exists(source):
+    if "," not in source or _names_a_file(source):
         return [source]
     return [spec.strip() for spec in source.split(",") if spec.strip()]
+
+
+def _names_a_file(path):
+    try:
+        return file_paths.exists(path)
+    except OSError:  # e.g. "a.jsonl,gs://b/c.jsonl" read as one URL
+        return False
 
 
 def resolve_files(source, split="train"):
