@@ -9,6 +9,7 @@ format and `hf://` resolution through `huggingface_hub`.
 
 import json
 import os
+import pathlib
 import shutil
 import struct
 
@@ -129,43 +130,62 @@ def _our_backbone(tie=False, activation="gelu", seed=0):
     return backbone
 
 
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, vocabularies):
+    """A `SpacTorT5` of the nano preset (untied, exact GELU), random
+    weights throughout, and its export (shared by several tests: CI time)."""
+    model = keras_spactor.SpacTorT5.from_preset(
+        "spactor_t5_nano", tokenizer=_our_tokenizer(vocabularies)
+    )
+    _randomize(model.backbone)
+    directory = tmp_path_factory.mktemp("exported")
+    keras_spactor.export_to_transformers(model, str(directory))
+    return model.backbone, str(directory), model
+
+
+def _copy(exported, tmp_path):
+    directory = str(tmp_path / "copy")
+    shutil.copytree(exported[1], directory)
+    return directory
+
+
 # --- No PyTorch needed -----------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "tie, activation", [(False, "gelu"), (True, "relu"), (False, "gelu_new")]
-)
-def test_export_then_import_gives_identical_weights(
-    tmp_path, vocabularies, tie, activation
-):
-    backbone = _our_backbone(tie=tie, activation=activation)
-    tokenizer = _our_tokenizer(vocabularies)
-    lm = keras_hub.models.T5Seq2SeqLM(
-        backbone=backbone,
-        preprocessor=keras_hub.models.T5Seq2SeqLMPreprocessor(tokenizer),
-    )
-    export_to_transformers(lm, str(tmp_path / "hf"))
-    imported, imported_tokenizer = load_transformers_checkpoint(
-        str(tmp_path / "hf")
-    )
+def _assert_same_backbone(backbone, imported):
     config, imported_config = backbone.get_config(), imported.get_config()
     config.pop("name"), imported_config.pop("name")
     assert imported_config == config
     assert len(imported.weights) == len(backbone.weights)
     for ours, theirs in zip(backbone.weights, imported.weights):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
-    assert imported_tokenizer.get_vocabulary() == tokenizer.get_vocabulary()
 
 
-def test_export_writes_what_transformers_reads(tmp_path, vocabularies):
-    tokenizer = _our_tokenizer(vocabularies)
-    model = keras_spactor.SpacTorT5.from_preset(
-        "spactor_t5_nano", tokenizer=tokenizer
-    )
-    files = keras_spactor.export_to_transformers(model, str(tmp_path))
-    with open(tmp_path / "config.json") as f:
+@pytest.mark.parametrize(
+    "tie, activation", [(True, "relu"), (False, "gelu_new")]
+)
+def test_export_then_import_gives_identical_weights(tmp_path, tie, activation):
+    backbone = _our_backbone(tie=tie, activation=activation)
+    export_to_transformers(backbone, str(tmp_path))
+    imported, _ = load_transformers_checkpoint(str(tmp_path))
+    _assert_same_backbone(backbone, imported)
+
+
+def test_export_then_import_of_our_preset_shape(exported):
+    backbone, directory, model = exported
+    imported, tokenizer = load_transformers_checkpoint(directory)
+    _assert_same_backbone(backbone, imported)
+    assert tokenizer.get_vocabulary() == model.tokenizer.get_vocabulary()
+
+
+def test_export_writes_what_transformers_reads(exported):
+    model = exported[2]
+    tokenizer = model.tokenizer
+    directory = pathlib.Path(exported[1])
+    files = os.listdir(directory)
+    with open(directory / "config.json") as f:
         config = json.load(f)
-    with open(tmp_path / "generation_config.json") as f:
+    with open(directory / "generation_config.json") as f:
         generation = json.load(f)
     # Every embedding row, the mask id's (first past the tokenizer) too.
     assert config["vocab_size"] == ROWS
@@ -186,7 +206,7 @@ def test_export_writes_what_transformers_reads(tmp_path, vocabularies):
     assert config["relative_attention_max_distance"] == (
         attention.relative_attention_max_distance
     )
-    with open(tmp_path / "tokenizer_config.json") as f:
+    with open(directory / "tokenizer_config.json") as f:
         tokenizer_config = json.load(f)
     # The sentinels are pieces of our proto: transformers adds none.
     assert tokenizer_config["extra_ids"] == 0
@@ -195,8 +215,8 @@ def test_export_writes_what_transformers_reads(tmp_path, vocabularies):
     assert "spiece.model" in files and "model.safetensors" in files
 
 
-def test_sharded_export_splits_and_indexes_every_weight(tmp_path):
-    backbone = _our_backbone()
+def test_sharded_export_splits_and_indexes_every_weight(tmp_path, exported):
+    backbone = exported[0]
     files = export_to_transformers(
         backbone, str(tmp_path), max_shard_bytes=100_000
     )
@@ -293,48 +313,45 @@ def _edit_config(directory, **changes):
     ],
 )
 def test_import_refuses_what_t5_backbone_cannot_hold(
-    tmp_path, changes, message
+    tmp_path, exported, changes, message
 ):
-    export_to_transformers(_our_backbone(), str(tmp_path))
-    _edit_config(str(tmp_path), **changes)
+    directory = _copy(exported, tmp_path)
+    _edit_config(directory, **changes)
     with pytest.raises(ValueError, match=message):
-        load_transformers_checkpoint(str(tmp_path))
+        load_transformers_checkpoint(directory)
 
 
-def test_import_reads_both_tied_output_conventions(tmp_path):
+def test_import_reads_both_tied_output_conventions(tmp_path, exported):
     """transformers 4 says `tie_word_embeddings: false` for T5 v1.1;
     transformers 5 writes `tie_word_embeddings: true` with
     `scale_decoder_outputs: false`. Both mean an unscaled, untied head."""
-    backbone = _our_backbone(tie=False)
-    export_to_transformers(backbone, str(tmp_path))
+    backbone = exported[0]
+    directory = _copy(exported, tmp_path)
     _edit_config(
-        str(tmp_path), tie_word_embeddings=True, scale_decoder_outputs=False
+        directory, tie_word_embeddings=True, scale_decoder_outputs=False
     )
-    imported, _ = load_transformers_checkpoint(str(tmp_path))
+    imported, _ = load_transformers_checkpoint(directory)
     assert not imported.tie_embedding_weights
     np.testing.assert_array_equal(
         imported.token_embedding.reverse_embeddings.numpy(),
         backbone.token_embedding.reverse_embeddings.numpy(),
     )
     # A tied, scaled head whose lm_head differs cannot be represented.
-    _edit_config(str(tmp_path), scale_decoder_outputs=True)
+    _edit_config(directory, scale_decoder_outputs=True)
     with pytest.raises(ValueError, match="lm_head.weight differs"):
-        load_transformers_checkpoint(str(tmp_path))
+        load_transformers_checkpoint(directory)
 
 
 def test_hf_prefix_resolves_through_huggingface_hub(
-    tmp_path, vocabularies, monkeypatch
+    tmp_path, exported, monkeypatch
 ):
     """`hf://owner/name` is fetched with `huggingface_hub` (here served
     from a local folder) and continues pre-training as a SpacTorT5."""
     import huggingface_hub
 
-    tokenizer = _our_tokenizer(vocabularies)
-    source = keras_spactor.SpacTorT5.from_preset(
-        "spactor_t5_nano", tokenizer=tokenizer
-    )
-    hub_folder = tmp_path / "hub" / "me" / "tiny-t5"
-    export_to_transformers(source, str(hub_folder))
+    source = exported[2]
+    tokenizer = source.tokenizer
+    shutil.copytree(exported[1], tmp_path / "hub" / "me" / "tiny-t5")
     requests = []
 
     def hf_hub_download(repo_id, filename, **kwargs):
