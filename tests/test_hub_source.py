@@ -54,6 +54,9 @@ def _parquet(texts):
 @pytest.fixture(scope="module")
 def hub_repo():
     """A C4-shaped repository: `{path: bytes}` and the texts of each part."""
+    reason = 'the hub extra: pip install -e ".[test,hub]"'
+    pytest.importorskip("huggingface_hub", reason=reason)
+    pytest.importorskip("pyarrow", reason=reason)
     texts = _documents()
     train = [texts[i : i + SHARD_DOCS] for i in range(0, 160, SHARD_DOCS)]
     files = {

@@ -212,9 +212,11 @@ def pretraining_dataset(
     returned dataset as `dataset.document_stats`).
 
     Args:
-        source: `"builtin:python-docs"`, `"tfds:c4/en"`, a path, glob,
-            directory or list of `.jsonl(.gz)`/`.txt` files, or a dataset of
-            scalar strings. See `keras_spactor.data.text_dataset`.
+        source: `"builtin:python-docs"`, `"tfds:c4/en"`, an `hf:` spec
+            (e.g. `"hf:allenai/c4/en/c4-train.*.json.gz"`, whose shard
+            order `seed` shuffles), a path, glob, directory or list of
+            `.jsonl(.gz)`/`.txt` files, or a dataset of scalar strings.
+            See `keras_spactor.data.text_dataset`.
         tokenizer: a `keras_hub.models.T5Tokenizer` ending with T5's 100
             sentinels (`<extra_id_0>` = `vocabulary_size() - 1`); checked
             here, with a `ValueError` otherwise.
