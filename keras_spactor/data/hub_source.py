@@ -28,14 +28,15 @@ FineWeb-Edu) raises a `FileNotFoundError` that says so.
 Reading: the shards are ordered by name, or, given a seed, shuffled by it
 (the same order for every run, every process and every pass over the
 data with that seed: a new order per pass would come from a random state
-outside the iterator, which its checkpoint cannot restore. A T5-base run
-reads about 1/20 of C4, so it never starts a second pass). Each shard is downloaded to a local cache
-folder when the reader reaches it (the next one downloads in the
-background meanwhile; parquet and renamed fields are rewritten to JSON
-lines) and read by `tf.data.TextLineDataset`, so that an iterator over the
-documents can be checkpointed: a restored iterator downloads only the shard
-it stands in. The cache holds at most two shards (the current one and the
-next) and deletes each shard once read; see `HubShardCache`.
+outside the iterator, which its checkpoint cannot restore; a T5-base run
+reads about 1/20 of C4, so it never starts a second pass). Each shard is
+downloaded to a local cache folder when the reader reaches it (the next
+one downloads in the background meanwhile; parquet and renamed fields are
+rewritten to JSON lines) and read by `tf.data.TextLineDataset`, so that an
+iterator over the documents can be checkpointed: a restored iterator
+downloads only the shard it stands in. The cache holds at most two shards
+(the current one and the next; see `HubShardCache` for the exact bound)
+and deletes each shard once read.
 
 Settings from the environment: `HF_ENDPOINT` (the Hub's URL), `HF_TOKEN`
 (gated datasets), `KERAS_SPACTOR_HUB_CACHE` (the cache folder, default
@@ -194,7 +195,10 @@ class HubSource:
             fixed.append(segment)
         api = HfApi(endpoint=_hub_endpoint())
         try:
-            info = api.dataset_info(self.repo_id, revision=self.revision)
+            # Only the commit: the full info lists every file of the repo.
+            info = api.dataset_info(
+                self.repo_id, revision=self.revision, expand=["sha"]
+            )
             self.commit = info.sha or self.revision
             entries = api.list_repo_tree(
                 self.repo_id,
