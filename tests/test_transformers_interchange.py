@@ -692,3 +692,28 @@ def test_continue_pretraining_an_imported_checkpoint(tmp_path, vocabularies):
     assert (
         saved.get_config()["activation"] == resumed.get_config()["activation"]
     )
+
+
+def test_cli_export_writes_the_checkpoint_and_checks_its_arguments(
+    tmp_path, exported, capsys
+):
+    from keras_spactor import cli
+
+    model = exported[2]
+    preset = str(tmp_path / "preset")
+    model.save_to_preset(preset)
+    output = str(tmp_path / "transformers")
+    cli.main(["export", "--preset", preset, "--output-dir", output])
+    imported, tokenizer = load_transformers_checkpoint(output)
+    _assert_same_backbone(model.backbone, imported)
+    assert tokenizer.get_vocabulary() == model.tokenizer.get_vocabulary()
+    capsys.readouterr()
+    for argv, message in [
+        (["--preset", str(tmp_path / "none")], "does not exist"),
+        (["--preset", preset, "--output-dir", output], "already holds"),
+    ]:
+        argv = ["export", "--output-dir", str(tmp_path / "new")] + argv
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+        error = capsys.readouterr().err.strip()
+        assert message in error and len(error.splitlines()) == 1
