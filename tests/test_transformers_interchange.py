@@ -428,7 +428,7 @@ def _keras_lm(backbone, tokenizer, encoder_length=64):
 def _batch(hf_tokenizer, sentences=SENTENCES, targets=LABELS + ["x"]):
     encoded = hf_tokenizer(sentences, padding=True, return_tensors="np")
     labels = hf_tokenizer(targets, padding=True, return_tensors="np")
-    # As long as the greedy decoding's input, so one compiled model serves.
+    # Decoder inputs of one fixed length, the padding masked off.
     length = labels["input_ids"].shape[1]
     assert length <= GREEDY_STEPS
     decoder_ids = np.zeros((len(targets), GREEDY_STEPS + 1), "int32")
@@ -476,21 +476,24 @@ def _keras_outputs(model, batch):
     return outputs["encoder_sequence_output"], outputs["logits"]
 
 
-def _keras_greedy(model, batch, steps=GREEDY_STEPS, eos=1):
-    # A fixed-length decoder input: causal attention keeps the positions
-    # not decoded yet from changing the logits of those before.
-    decoded = np.zeros((len(batch["encoder_token_ids"]), steps + 1), "int32")
-    for step in range(steps):
-        logits = model.predict_on_batch(
-            {
-                "encoder_token_ids": batch["encoder_token_ids"],
-                "encoder_padding_mask": batch["encoder_padding_mask"],
-                "decoder_token_ids": decoded,
-                "decoder_padding_mask": np.ones_like(decoded),
-            }
-        )["logits"]
-        decoded[:, step + 1] = np.argmax(logits[:, step], -1)
-    tokens = decoded[:, 1:]
+def _keras_greedy(backbone, batch, steps=GREEDY_STEPS, eos=1):
+    """keras-hub's `T5Seq2SeqLM.generate` (cached decoding), greedy, on
+    token ids: `steps` tokens after the `<pad>` that starts the decoder."""
+    lm = keras_hub.models.T5Seq2SeqLM(backbone=backbone, preprocessor=None)
+    lm.compile(sampler="greedy")
+    rows = len(batch["encoder_token_ids"])
+    prompt_mask = np.zeros((rows, steps + 1), "int32")
+    prompt_mask[:, 0] = 1
+    outputs = lm.generate(
+        {
+            "encoder_token_ids": batch["encoder_token_ids"],
+            "encoder_padding_mask": batch["encoder_padding_mask"],
+            "decoder_token_ids": np.zeros_like(prompt_mask),
+            "decoder_padding_mask": prompt_mask,
+        },
+        stop_token_ids=None,
+    )
+    tokens = np.asarray(outputs["decoder_token_ids"])[:, 1:]
     # As transformers does: <pad> after a sequence's EOS.
     ended = np.cumsum(tokens == eos, axis=1) - (tokens == eos) > 0
     return np.where(ended, 0, tokens)
@@ -558,7 +561,7 @@ def test_import_matches_transformers(tmp_path, vocabularies, family):
     _assert_close_where_real(encoder, hf_encoder, batch["encoder_padding_mask"])
     _assert_close_where_real(logits, hf_logits, batch["decoder_padding_mask"])
 
-    generated = _keras_greedy(model, batch)
+    generated = _keras_greedy(lm.backbone, batch)
     np.testing.assert_array_equal(generated, _hf_greedy(torch, hf_model, batch))
 
     ours = label_log_likelihoods(lm, SENTENCES, LABELS)
@@ -639,7 +642,7 @@ def test_export_loads_in_transformers_and_matches(tmp_path, vocabularies, tie):
     encoder, logits = _keras_outputs(model, batch)
     _assert_close_where_real(encoder, hf_encoder, batch["encoder_padding_mask"])
     _assert_close_where_real(logits, hf_logits, batch["decoder_padding_mask"])
-    generated = _keras_greedy(model, batch)
+    generated = _keras_greedy(lm.backbone, batch)
     np.testing.assert_array_equal(generated, _hf_greedy(torch, hf_model, batch))
 
 
