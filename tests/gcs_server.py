@@ -366,8 +366,9 @@ class GcsStandIn:
         return {
             "https_proxy": f"http://127.0.0.1:{port}",
             "HTTPS_PROXY": f"http://127.0.0.1:{port}",
-            "no_proxy": "",
-            "NO_PROXY": "",
+            # Loopback stays direct (JAX's coordinator, a local Hub).
+            "no_proxy": "127.0.0.1,localhost",
+            "NO_PROXY": "127.0.0.1,localhost",
             "CURL_CA_BUNDLE": self.ca,
             "GOOGLE_AUTH_TOKEN_FOR_TESTING": "stand-in",
             "NO_GCE_CHECK": "true",
