@@ -8,7 +8,8 @@ each variant's best round (medians are printed too), with the analytic
 FLOPs ratios next to the measured ones. `--against-hf` first times
 Hugging Face's T5 under `torch.compile` on the same shape and batch
 (`tools/benchmark_hf.py`, in a process of its own, before this one takes
-the accelerator) and reports (b) against it. `--fused-attention both`
+the accelerator; `HF_PYTHON` names another interpreter for it, one with
+torch) and reports (b) against it. `--fused-attention both`
 times (b), (c) and (d) once more with `use_fused_attention` (variants
 named `..._fused`) and reports each fused/unfused ratio.
 

@@ -61,7 +61,8 @@ timeout "${limit}" python3 tools/reproduce_paper.py --setting "${setting}" \
 # A run cut short still reports the rows it finished.
 if [ "${status:-0}" -ne 0 ] && [ -f "${out}/rows.jsonl" ]; then
     python3 tools/reproduce_paper.py --setting "${setting}" \
-        --output-dir "${out}" "${flags[@]}" --report-only "$@" || true
+        --output-dir "${out}" "${flags[@]}" --report-only "$@" \
+        > /dev/null || true
 fi
 cat "${out}/results.md" 2>/dev/null || true
 exit "${status:-0}"
