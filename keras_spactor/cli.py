@@ -430,7 +430,7 @@ def data_error_text(error):
     # TensorFlow prefixes the op's name in double braces, and an error
     # raised in a dataset function with where in the pipeline it was.
     line = re.sub(r"\{\{.*?\}\}\s*", "", line)
-    line = re.sub(r"^Error in user-defined .*?Iterator::\S*: ", "", line)
+    line = re.sub(r"Error in user-defined .*?Iterator::\S*: ", "", line)
     return line.strip()[:300]
 
 

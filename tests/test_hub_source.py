@@ -445,3 +445,40 @@ def test_two_processes_reading_the_hub_train_as_one(
     processes = multi._start_pair([*common, "--output-dir", str(pair)], logs)
     multi._wait(processes, [logs / f"process-{i}.log" for i in range(2)])
     multi._assert_same_run(pair, single)
+
+
+@pytest.mark.slow
+@pytest.mark.backend_independent  # file operations go through tf.io.gfile
+def test_cli_from_the_hub_to_a_bucket_killed_and_resumed(
+    hub, tmp_path, monkeypatch
+):
+    from tests.gcs_server import GcsStandIn
+    from tests.gcs_server import openssl_available
+
+    if not openssl_available():
+        pytest.skip("the GCS stand-in makes its certificates with `openssl`")
+    monkeypatch.setenv("KERAS_SPACTOR_CACHE", str(tmp_path / "vocabulary"))
+    with GcsStandIn(tmp_path / "gcs") as gcs:
+        for name, value in gcs.environment().items():
+            monkeypatch.setenv(name, value)
+        run = ["--steps", "6", "--output-dir", "gs://bucket/run"]
+        process = _pretrain_process(run, tmp_path / "killed.log")
+        deadline = time.time() + 600
+        while "run/checkpoint.keras" not in gcs.objects("bucket"):
+            assert process.poll() is None, (tmp_path / "killed.log").read_text()
+            assert time.time() < deadline
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait() == -signal.SIGKILL
+        assert "run/data_state/step-2/state.index" in gcs.objects("bucket")
+        before = sum(hub.downloads.values())
+        resumed = _pretrain_process(
+            run + ["--resume"], tmp_path / "resumed.log"
+        )
+        assert resumed.wait(timeout=600) == 0
+        log = (tmp_path / "resumed.log").read_text()
+        assert "resuming at step 2" in log and "read again" not in log
+        assert sum(hub.downloads.values()) - before <= 2 + 4, log[-2000:]
+        summary = json.loads(gcs.read("bucket", "run/summary.json"))
+    assert summary["steps"] == 6 and summary["switch_step"] == 3
+    assert summary["data"] == C4_TRAIN
