@@ -1,7 +1,9 @@
 """`gs://` and other `tf.io.gfile` URLs wherever a path is taken.
 
 TensorFlow's `ram://` file system (in this process's memory) stands in for
-a bucket here; `test_cli_gcs.py` runs the CLI against a loopback GCS.
+a bucket here. Against a loopback GCS, `test_cli_gcs.py` reads a run's data
+and vocabulary from a bucket, and `test_hub_source.py` kills and resumes a
+CLI run whose output folder is a bucket.
 Each test compares what it reads through the URL with the same files read
 locally, or with the values written.
 """

@@ -350,55 +350,6 @@ def _pretrain_process(arguments, log):
 
 
 @pytest.mark.slow
-def test_cli_resume_from_the_hub_matches_the_uninterrupted_run(
-    hub, tmp_path, monkeypatch
-):
-    import keras
-    import keras_hub
-
-    monkeypatch.setenv("KERAS_SPACTOR_CACHE", str(tmp_path / "vocabulary"))
-    whole = tmp_path / "whole"
-    run = _pretrain_process(
-        ["--steps", "6", "--output-dir", str(whole)], tmp_path / "whole.log"
-    )
-    assert run.wait(timeout=600) == 0, (tmp_path / "whole.log").read_text()
-    parts = tmp_path / "parts"
-    process = _pretrain_process(
-        ["--steps", "6", "--output-dir", str(parts)], tmp_path / "parts.log"
-    )
-    deadline = time.time() + 600
-    while not (parts / "checkpoint.keras").exists():
-        assert process.poll() is None, (tmp_path / "parts.log").read_text()
-        assert time.time() < deadline
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL
-    before = sum(hub.downloads.values())
-    resumed = _pretrain_process(
-        ["--steps", "6", "--output-dir", str(parts), "--resume"],
-        tmp_path / "resumed.log",
-    )
-    assert resumed.wait(timeout=600) == 0
-    log = (tmp_path / "resumed.log").read_text()
-    assert "read again" not in log
-    # The uninterrupted run downloaded shards for many passes (its shuffle
-    # buffers hold 10,000 documents); the resume restored them and
-    # downloaded the shard it stood in, and the next.
-    assert before > 20
-    assert sum(hub.downloads.values()) - before <= 2 + 4, log[-2000:]
-
-    a = keras_hub.models.T5Backbone.from_preset(str(whole / "preset"))
-    b = keras_hub.models.T5Backbone.from_preset(str(parts / "preset"))
-    for x, y in zip(a.weights, b.weights):
-        np.testing.assert_allclose(
-            keras.ops.convert_to_numpy(x),
-            keras.ops.convert_to_numpy(y),
-            rtol=1e-5,
-            atol=1e-6,
-        )
-
-
-@pytest.mark.slow
 @pytest.mark.backend_independent
 def test_cli_stops_cleanly_when_the_hub_goes_away(
     hub, tmp_path, monkeypatch, capsys
@@ -462,19 +413,32 @@ def test_two_processes_reading_the_hub_train_as_one(
 
 @pytest.mark.slow
 @pytest.mark.backend_independent  # file operations go through tf.io.gfile
-def test_cli_from_the_hub_to_a_bucket_killed_and_resumed(
+def test_cli_from_the_hub_to_a_bucket_resumes_as_the_uninterrupted_run(
     hub, tmp_path, monkeypatch
 ):
+    import keras
+    import keras_hub
+
     from tests.gcs_server import GcsStandIn
     from tests.gcs_server import openssl_available
 
     if not openssl_available():
         pytest.skip("the GCS stand-in makes its certificates with `openssl`")
     monkeypatch.setenv("KERAS_SPACTOR_CACHE", str(tmp_path / "vocabulary"))
+    # The reference: the whole run, into a local folder.
+    whole = tmp_path / "whole"
+    reference = _pretrain_process(
+        ["--steps", "6", "--output-dir", str(whole)], tmp_path / "whole.log"
+    )
+    assert reference.wait(timeout=600) == 0, (
+        tmp_path / "whole.log"
+    ).read_text()
+    parts = tmp_path / "parts"
     with GcsStandIn(tmp_path / "gcs") as gcs:
         for name, value in gcs.environment().items():
             monkeypatch.setenv(name, value)
         run = ["--steps", "6", "--output-dir", "gs://bucket/run"]
+        # Killed right after its first checkpoint reached the bucket.
         process = _pretrain_process(run, tmp_path / "killed.log")
         deadline = time.time() + 600
         while "run/checkpoint.keras" not in gcs.objects("bucket"):
@@ -483,7 +447,9 @@ def test_cli_from_the_hub_to_a_bucket_killed_and_resumed(
             time.sleep(0.05)
         process.send_signal(signal.SIGKILL)
         assert process.wait() == -signal.SIGKILL
-        assert "run/data_state/step-2/state.index" in gcs.objects("bucket")
+        objects = gcs.objects("bucket")
+        assert "run/data_state/step-2/state.index" in objects
+        assert "run/summary.json" not in objects
         before = sum(hub.downloads.values())
         resumed = _pretrain_process(
             run + ["--resume"], tmp_path / "resumed.log"
@@ -491,7 +457,29 @@ def test_cli_from_the_hub_to_a_bucket_killed_and_resumed(
         assert resumed.wait(timeout=600) == 0
         log = (tmp_path / "resumed.log").read_text()
         assert "resuming at step 2" in log and "read again" not in log
+        # The runs before downloaded shards for many passes (the shuffle
+        # buffers hold 10,000 documents); the resume restored them and
+        # downloaded the shard it stood in, the next, and what it read on.
+        assert before > 20
         assert sum(hub.downloads.values()) - before <= 2 + 4, log[-2000:]
+        objects = gcs.objects("bucket")
+        assert "run/checkpoint.previous.keras" in objects
+        assert not [name for name in objects if ".partial" in name]
+        assert any(name.startswith("run/logs/") for name in objects)
         summary = json.loads(gcs.read("bucket", "run/summary.json"))
+        for name in objects:
+            if name.startswith("run/preset/") and not name.endswith("/"):
+                path = parts / name[len("run/preset/") :]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(gcs.read("bucket", name))
     assert summary["steps"] == 6 and summary["switch_step"] == 3
     assert summary["data"] == C4_TRAIN
+    a = keras_hub.models.T5Backbone.from_preset(str(whole / "preset"))
+    b = keras_hub.models.T5Backbone.from_preset(str(parts))
+    for x, y in zip(a.weights, b.weights):
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(x),
+            keras.ops.convert_to_numpy(y),
+            rtol=1e-5,
+            atol=1e-6,
+        )
