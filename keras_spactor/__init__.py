@@ -4,6 +4,7 @@ from keras_spactor import _cli_startup  # noqa: F401 (first: quiets the CLI)
 from keras_spactor import callbacks
 from keras_spactor import data
 from keras_spactor import distribution
+from keras_spactor import evaluation
 from keras_spactor import interchange
 from keras_spactor import layers
 from keras_spactor import models
@@ -17,6 +18,7 @@ __all__ = [
     "callbacks",
     "data",
     "distribution",
+    "evaluation",
     "export_to_transformers",
     "interchange",
     "layers",
