@@ -6,7 +6,7 @@ import jax
 import keras
 
 from keras_spactor._keras_compat import jax_state_attached
-from keras_spactor.models import train_steps
+from keras_spactor.models import stage_step_parts
 
 
 def _values_after(scope, variables, old_values):
@@ -22,7 +22,7 @@ def _step(model, hybrid, data, trainable, non_trainable, optimizer, metrics):
     x, y, sample_weight = data
     trainable_variables = model.trainable_variables
     non_trainable_variables = model.non_trainable_variables
-    indices = train_steps.stage_indices(model, hybrid)
+    indices = stage_step_parts.stage_indices(model, hybrid)
 
     def loss_fn(updated, trainable, non_trainable):
         values = list(trainable)
@@ -54,7 +54,7 @@ def _step(model, hybrid, data, trainable, non_trainable, optimizer, metrics):
     metrics_variables = model.metrics_variables
     mapping = list(zip(metrics_variables, metrics))
     with keras.StatelessScope(state_mapping=mapping) as scope:
-        logs = train_steps.train_logs(model, outputs, hybrid)
+        logs = stage_step_parts.train_logs(model, outputs, hybrid)
     metrics = _values_after(scope, metrics_variables, metrics)
     return logs, (trainable, non_trainable, optimizer, metrics)
 

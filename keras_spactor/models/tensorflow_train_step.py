@@ -1,9 +1,11 @@
 """A `TwoStageTrainer`'s train and test steps on TensorFlow."""
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
-from keras_spactor.models import train_steps
+from keras_spactor.models import stage_step_parts
 
 
 def _gradients(model, hybrid, variables, x, y, sample_weight):
@@ -32,7 +34,7 @@ def train_step(model, data, mode):
         # stage-1-only ones in stage 2) and the same logs; the stage-1-only
         # weights are then put back, so in stage 2 they stay bit-identical.
         hybrid = model.optimizer.iterations < model.tau
-        stage2 = set(train_steps.stage_indices(model, False))
+        stage2 = set(stage_step_parts.stage_indices(model, False))
         stage1_only = [v for i, v in enumerate(trainable) if i not in stage2]
         before = [tf.identity(v.value) for v in stage1_only]
 
@@ -41,7 +43,7 @@ def train_step(model, data, mode):
                 grads, outputs = _gradients(
                     model, stage_hybrid, trainable, x, y, sample_weight
                 )
-                logs = train_steps.train_logs(model, outputs, stage_hybrid)
+                logs = stage_step_parts.train_logs(model, outputs, stage_hybrid)
                 return [tf.convert_to_tensor(g) for g in grads], logs
 
             return run
@@ -52,11 +54,11 @@ def train_step(model, data, mode):
             variable.assign(tf.where(hybrid, variable.value, old))
         return logs
     hybrid = mode == "hybrid"
-    indices = train_steps.stage_indices(model, hybrid)
+    indices = stage_step_parts.stage_indices(model, hybrid)
     variables = [trainable[i] for i in indices]
     grads, outputs = _gradients(model, hybrid, variables, x, y, sample_weight)
     model.optimizer.apply(grads, variables)
-    return train_steps.train_logs(model, outputs, hybrid)
+    return stage_step_parts.train_logs(model, outputs, hybrid)
 
 
 def test_step(model, data):
@@ -70,6 +72,11 @@ def test_step(model, data):
 
 def read_iterations(model, args):
     return int(model.optimizer.iterations.numpy())
+
+
+def state_attached(model, args):
+    """A no-op: TensorFlow keeps the state on the variables."""
+    return contextlib.nullcontext()
 
 
 def _per_replica(loss):

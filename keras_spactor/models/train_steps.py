@@ -2,13 +2,12 @@
 
 The steps read the model only through the trainer's public contract
 (`compute_losses`, `stage_variables`, `update_metrics`, `check_batch`,
-`tau`) and public Keras state (variables, optimizer, metrics).
+`tau`) and public Keras state (variables, optimizer, metrics). The
+backend's module is imported on first use: each imports its framework
+(`jax`, `tensorflow`), and the other may not be installed.
 """
 
-import contextlib
-
 import keras
-from keras import ops
 
 
 def _backend_module():
@@ -47,24 +46,4 @@ def read_iterations(model, train_function_args):
 def state_attached(model, train_function_args):
     """Context in which a train function may be built mid-epoch (JAX puts
     the purged variable values back; a no-op elsewhere)."""
-    if keras.backend.backend() == "jax":
-        from keras_spactor.models import jax_train_step
-
-        return jax_train_step.state_attached(model, train_function_args)
-    return contextlib.nullcontext()
-
-
-def stage_indices(model, hybrid):
-    """Indices into `model.trainable_variables` of
-    `model.stage_variables(hybrid)`, in the model's order."""
-    wanted = {id(v) for v in model.stage_variables(hybrid)}
-    return [
-        i for i, v in enumerate(model.trainable_variables) if id(v) in wanted
-    ]
-
-
-def train_logs(model, outputs, hybrid):
-    """The metrics' logs of a train step, plus its `stage` (1 or 2)."""
-    logs = model.update_metrics(outputs, training=True)
-    logs["stage"] = ops.convert_to_tensor(1.0 if hybrid else 2.0, "float32")
-    return logs
+    return _backend_module().state_attached(model, train_function_args)
