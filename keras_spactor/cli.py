@@ -7,18 +7,15 @@ The default run is offline: the tiny preset on the embedded corpus
 import argparse
 import atexit
 import json
-import math
 import os
 import re
 import shutil
 import sys
 import tempfile
-import time
 
 from keras_spactor import cli_output
 from keras_spactor import file_paths
-
-DEFAULT_OUTPUT_DIR = os.path.join("runs", "spactor")
+from keras_spactor.pretraining_config import DEFAULT_OUTPUT_DIR
 
 
 def _positive_int(text):
@@ -167,6 +164,26 @@ def build_parser():
         help="Steps between checkpoints (and log epochs).",
     )
     p.add_argument(
+        "--evaluate-every",
+        type=_positive_int,
+        default=None,
+        help="Steps between held-out evaluations (span-corruption loss, "
+        "encoder use, encoder token cosine), logged to TensorBoard in "
+        "logs/validation (default: none).",
+    )
+    p.add_argument(
+        "--validation-data",
+        default=None,
+        help="Held-out text, as --data (default: the validation split of "
+        "--data: a builtin corpus, TFDS, an hf: pattern, folders).",
+    )
+    p.add_argument(
+        "--validation-steps",
+        type=_positive_int,
+        default=20,
+        help="Held-out batches per evaluation (default: %(default)s).",
+    )
+    p.add_argument(
         "--output-dir",
         default=DEFAULT_OUTPUT_DIR,
         help="Where the run writes its checkpoints, config.json, data_state/,"
@@ -307,222 +324,96 @@ def fail(message):
     raise SystemExit(2)
 
 
-def check_arguments(args, chief=True):
-    """Every cheap check before any long work starts (`chief`: the process
-    that writes the run's files, whose output folder must be new)."""
-    from keras_spactor.models.spactor_presets import SPACTOR_PRESETS
+def flag_names(message):
+    """A run's message with each setting it names in backticks
+    (`batch_size`) spelled as its option (--batch-size)."""
+    import dataclasses
+
+    from keras_spactor.pretraining_config import PretrainingConfig
+
+    names = {field.name for field in dataclasses.fields(PretrainingConfig)}
+    names.add("resume")
+
+    def flag(match):
+        name = match.group(1)
+        if name not in names:
+            return match.group(0)
+        return "--" + name.replace("_", "-")
+
+    return re.sub(r"`(\w+)`", flag, message)
+
+
+def explicit_options(argv):
+    """The argument names given on the command line (`--batch-size 8` and
+    `--batch-size=8` give `batch_size`); the parser must not accept
+    abbreviations."""
+    names = set()
+    for token in argv:
+        if token.startswith("--") and len(token) > 2:
+            names.add(token[2:].split("=", 1)[0].replace("-", "_"))
+    return names
+
+
+def config_from_arguments(args):
+    """The `PretrainingConfig` of parsed `pretrain` arguments."""
+    import dataclasses
+
+    from keras_spactor.callbacks.tau_scheduler import format_tau
+    from keras_spactor.pretraining_config import PretrainingConfig
+
+    names = {field.name for field in dataclasses.fields(PretrainingConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    # argparse gives the parsed tau (0.25 for 25%); the config its text.
+    values["tau"] = format_tau(values["tau"])
+    return PretrainingConfig(**values)
+
+
+def saved_run(args):
+    """The `config.json` of the run `--resume` continues, or `None` when
+    there is none (a run from an earlier version, or no run: the run then
+    says what is missing)."""
+    from keras_spactor.pretraining_config import read_run_config
 
     checkpoint = os.path.join(args.output_dir, "checkpoint.keras")
-    if file_paths.is_remote(args.output_dir):
-        try:  # an unknown scheme, no credentials, ...
-            file_paths.exists(args.output_dir)
-        except OSError as error:
-            fail(f"--output-dir: {error}")
-    if args.resume:
+    try:
         if not file_paths.exists(checkpoint):
-            fail(f"--resume: there is no checkpoint to resume at {checkpoint}")
-        reconcile_with_saved_run(args)
-
-    if args.preset not in SPACTOR_PRESETS and not os.path.isdir(args.preset):
-        if not args.preset.startswith(("t5", "hf://")):
-            fail(
-                f"unknown preset {args.preset!r}; valid presets: "
-                f"{', '.join(sorted(SPACTOR_PRESETS))} (or a preset "
-                "directory, a keras-hub T5 preset such as t5_1.1_base, or "
-                "a transformers T5: hf://owner/name or its folder)"
-            )
-    if isinstance(args.tau, int) and args.tau > args.steps:
-        fail(f"--tau {args.tau} is larger than the run (--steps {args.steps})")
-    from keras_spactor.data.sources import check_source
-
-    try:
-        check_source(args.data)
-    except (ImportError, OSError, ValueError) as error:
-        fail(f"--data: {error}")
-    if args.model_shards and args.distribution != "model":
-        fail("--model-shards needs --distribution model")
-    if args.distribution == "model":
-        import keras
-
-        if keras.backend.backend() != "jax":
-            fail(
-                "model parallelism needs the JAX backend (KERAS_BACKEND=jax);"
-                " on TensorFlow use --distribution data"
-            )
-        if not args.model_shards:
-            fail("--distribution model needs --model-shards N")
-    if chief and not args.resume and file_paths.exists(args.output_dir):
-        if file_paths.listdir(args.output_dir):
-            fail(
-                f"{args.output_dir} already holds a run; pass --resume to "
-                "continue it or choose another --output-dir"
-            )
-
-
-def reconcile_with_saved_run(args):
-    """A resume takes the run's saved settings; one it contradicts fails."""
-    from keras_spactor import run_config
-
-    try:
-        saved = run_config.read_run_config(args.output_dir)
+            return None
+        return read_run_config(args.output_dir)
     except ValueError as error:
         fail(f"--resume: {error}")
-    if saved is None:
-        print(
-            f"keras-spactor: {args.output_dir} has no config.json (a run "
-            "from an earlier version): resuming with the options given, "
-            "unchecked.",
-            file=sys.stderr,
+    except OSError:  # e.g. an unknown scheme: the run's checks name it
+        return None
+
+
+def pretraining_config(args):
+    """The run's config. A resume takes every option left out from the
+    saved run; one given that contradicts it fails, naming each."""
+    from keras_spactor.errors import ConfigError
+    from keras_spactor.pretraining_config import PretrainingConfig
+
+    saved = saved_run(args) if args.resume else None
+    if saved is not None:
+        # Everything left out is the run's (--checkpoint-every, --steps, ...).
+        explicit = getattr(args, "explicit", set())
+        for name, value in saved["arguments"].items():
+            if name not in explicit and name != "output_dir":
+                setattr(args, name, value)
+    try:
+        config = config_from_arguments(args)
+        if saved is None:
+            return config
+        mismatches = config.resume_mismatches(
+            PretrainingConfig.from_dict(saved)
         )
-        return
-    explicit = getattr(args, "explicit", set())
-    mismatches = run_config.reconcile_resume(args, saved, explicit)
+    except ConfigError as error:
+        fail(flag_names(str(error)))
     if mismatches:
         fail(
             f"--resume: the run in {args.output_dir} was started with other "
             "settings (leave an option out to keep the run's):\n  "
-            + "\n  ".join(mismatches)
+            + "\n  ".join(flag_names(line) for line in mismatches.values())
         )
-    args.saved_tau_step = saved.get("tau_step")
-
-
-def load_checkpoint(checkpoint):
-    """The model saved in `checkpoint`, or a one-line error that says what
-    is wrong with it and where the one before it is."""
-    import keras
-
-    from keras_spactor.cli_callbacks import previous_path
-
-    try:
-        return keras.saving.load_model(checkpoint)
-    except Exception as error:
-        reason = (str(error).strip().splitlines() or [""])[0][:200]
-        previous = previous_path(checkpoint)
-        hint = (
-            f"; the checkpoint before it is intact: move {previous} to "
-            f"{checkpoint} and resume again"
-            if file_paths.exists(previous)
-            else ""
-        )
-        fail(
-            f"--resume: {checkpoint} cannot be read, it is truncated or "
-            f"damaged ({type(error).__name__}: {reason}){hint}"
-        )
-
-
-def is_data_read_error(error):
-    """Whether `fit` failed reading its input: a file that vanished or
-    turned unreadable surfaces as an `OSError` or, through tf.data, as a
-    TensorFlow `OpError` of the input iterator's `IteratorGetNext` op."""
-    import tensorflow as tf
-
-    if isinstance(error, OSError):
-        return True
-    return isinstance(error, tf.errors.OpError) and (
-        "IteratorGetNext" in str(error)
-    )
-
-
-def data_error_text(error):
-    """The line of a data error that names the cause (and the file)."""
-    lines = str(error).strip().splitlines() or [type(error).__name__]
-    line = next((x for x in lines if "Error" in x and "/" in x), lines[0])
-    # TensorFlow prefixes the op's name in double braces, and an error
-    # raised in a dataset function with where in the pipeline it was.
-    line = re.sub(r"\{\{.*?\}\}\s*", "", line)
-    line = re.sub(r"Error in user-defined .*?Iterator::\S*: ", "", line)
-    return line.strip()[:300]
-
-
-def make_optimizer(args):
-    import keras
-
-    from keras_spactor.schedules import InverseSquareRootSchedule
-
-    rate = args.learning_rate
-    if rate is None:
-        rate = 0.01 if args.optimizer == "adafactor" else 1e-3
-    if args.schedule == "rsqrt":
-        rate = InverseSquareRootSchedule(rate, args.warmup_steps)
-    elif args.schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(
-            0.0,
-            args.steps,
-            warmup_target=rate,
-            warmup_steps=args.warmup_steps,
-        )
-    if args.optimizer == "adafactor":
-        return keras.optimizers.Adafactor(learning_rate=rate)
-    return keras.optimizers.AdamW(learning_rate=rate, weight_decay=0.01)
-
-
-def distribution_scope(args):
-    """Set up --distribution; returns the scope to build the model in."""
-    import contextlib
-
-    from keras_spactor import distribution
-
-    if args.distribution == "none":
-        return contextlib.nullcontext()
-    try:
-        return distribution.distribute(
-            args.batch_size, args.distribution, args.model_shards
-        )
-    except ValueError as error:
-        fail(str(error))
-
-
-def describe_devices():
-    """The accelerators the backend trains on, e.g. `"8 x TPU v5 lite"`."""
-    import collections
-
-    import keras
-
-    if keras.backend.backend() == "jax":
-        import jax
-
-        kinds = [device.device_kind for device in jax.devices()]
-    else:
-        import tensorflow as tf
-
-        kinds = [
-            device.device_type
-            for device in tf.config.list_logical_devices()
-            if device.device_type != "CPU"
-        ] or ["CPU"]
-    counts = collections.Counter(kinds)
-    return ", ".join(f"{n} x {kind}" for kind, n in counts.items())
-
-
-def describe_tau(tau, steps):
-    """What the resolved switch step means for a run of `steps` steps."""
-    run = f"tau {tau} of {steps} step{'s' if steps != 1 else ''}"
-    if tau == 0:
-        return f"{run} (plain span corruption)"
-    if tau >= steps:
-        return f"{run} (hybrid throughout)"
-    return f"{run} (hybrid for steps 0-{tau - 1}, then span corruption)"
-
-
-def startup_line(args, model, tau, done):
-    """One line: backend, devices, preset, parameters, tau, data."""
-    import keras
-
-    def millions(n):
-        return f"{n / 1e6:.1f}M"
-
-    auxiliary = sum(layer.count_params() for layer in model.auxiliary_layers)
-    line = (
-        f"keras-spactor pretrain: backend {keras.backend.backend()} on "
-        f"{describe_devices()}; preset {args.preset}, "
-        f"{millions(model.count_params())} parameters (T5 "
-        f"{millions(model.backbone.count_params())}, generator and heads "
-        f"{millions(auxiliary)}); {describe_tau(tau, args.steps)}; data "
-        f"{args.data}"
-    )
-    if done:
-        line += f"; resuming at step {done}"
-    return line
+    return config
 
 
 def is_multi_process(args):
@@ -553,234 +444,32 @@ def check_multi_process(args, count):
     """What a multi-process run needs of the (reconciled) arguments."""
     import jax
 
-    if args.batch_size % count:
-        fail(
-            f"--batch-size {args.batch_size} is not divisible by the {count} "
-            "processes"
+    from keras_spactor.errors import ConfigError
+
+    try:
+        config_from_arguments(args).check_processes(
+            count, jax.local_device_count()
         )
-    if args.distribution == "none":
-        fail("a multi-process run needs --distribution data or model")
-    local = jax.local_device_count()
-    if args.distribution == "model" and local % args.model_shards:
-        # Each process feeds its own rows: the model axis must lie within
-        # one process, the data axis across them.
-        fail(
-            f"--model-shards {args.model_shards} must divide the {local} "
-            "devices of each process in a multi-process run"
-        )
-
-
-def this_process_rows(batches):
-    """Each global batch's rows of this process (all of a single one)."""
-    from keras_spactor import distribution
-
-    if distribution.process_count() == 1:
-        yield from batches
-        return
-    for batch in batches:
-        yield distribution.process_rows(batch)
+    except ConfigError as error:
+        fail(flag_names(str(error)))
 
 
 def pretrain(args):
-    index, count = 0, 1
+    """`keras-spactor pretrain`: a `PretrainingRun` of the options; each
+    of its errors is one line and exit status 2."""
+    from keras_spactor.errors import RunError
+    from keras_spactor.pretraining_run import PretrainingRun
+
+    count = 1
     if is_multi_process(args):
-        index, count = join_processes(args)
-    chief = index == 0
-    check_arguments(args, chief)
-    if is_multi_process(args):
+        _, count = join_processes(args)
+    config = pretraining_config(args)
+    if count > 1:
         check_multi_process(args, count)
-    import keras
-
-    import keras_spactor
-    from keras_spactor import data
-    from keras_spactor.callbacks.tau_scheduler import format_tau
-    from keras_spactor.cli_callbacks import AtomicCheckpoint
-    from keras_spactor.cli_callbacks import CheckpointWriteError
-    from keras_spactor.cli_callbacks import RunLogger
-    from keras_spactor.cli_callbacks import StageProgbarLogger
-    from keras_spactor.cli_callbacks import StopOnNonFiniteLoss
-    from keras_spactor.run_config import run_config
-    from keras_spactor.run_config import write_run_config
-
-    if args.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    keras.utils.set_random_seed(args.seed)
-    if chief:
-        try:  # e.g. a bucket that does not exist
-            file_paths.makedirs(args.output_dir)
-        except OSError as error:
-            fail(f"--output-dir: cannot create it ({error})")
-    checkpoint = os.path.join(args.output_dir, "checkpoint.keras")
-    # JAX: sets the global distribution; TF: the strategy's scope, in which
-    # the model and (in compile) its optimizer must be built.
-    scope = distribution_scope(args)
-    if keras.distribution.distribution() is not None:
-        # Each process hands `fit` its own rows (`process_rows` below).
-        keras.distribution.distribution().auto_shard_dataset = False
-    tokenizer = None
-    if args.vocabulary is None:
-        # A transformers T5 (hf://... or its folder) brings its own.
-        tokenizer = checkpoint_tokenizer(args.preset)
-    if tokenizer is None:
-        try:
-            tokenizer = data.load_vocabulary(args.vocabulary)
-        except OSError as error:  # e.g. a gs:// file that is not there
-            fail(f"--vocabulary: {error}")
-    with scope:
-        if args.resume:
-            model = load_checkpoint(checkpoint)
-            model.tokenizer = tokenizer
-        else:
-            model = keras_spactor.SpacTorT5.from_preset(
-                args.preset, tokenizer=tokenizer, seed=args.seed
-            )
-            model.compile(
-                optimizer=make_optimizer(args),
-                steps_per_execution=args.steps_per_execution,
-            )
-    if args.distribution == "model":
-        from keras_spactor.distribution import check_layout_map
-
-        try:
-            check_layout_map(keras.distribution.distribution(), model)
-        except ValueError as error:
-            fail(str(error))
-    done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
-    if done >= args.steps:
-        fail(f"the run in {args.output_dir} already finished {done} steps")
-    dataset = data.pretraining_dataset(
-        args.data,
-        tokenizer,
-        batch_size=args.batch_size,
-        inputs_length=args.inputs_length,
-        seed=args.seed,
-    )
-    saved_tau_step = getattr(args, "saved_tau_step", None)
-    if args.resume and saved_tau_step is not None:
-        # The switch step of the run, even if --steps was raised.
-        tau = keras_spactor.callbacks.TauScheduler(saved_tau_step)
-    else:
-        tau = keras_spactor.callbacks.TauScheduler(
-            format_tau(args.tau), total_steps=args.steps
-        )
-    if chief:
-        write_run_config(args.output_dir, run_config(args, tau.resolve()))
-    # Epochs are checkpoint intervals: a divisor of --steps, so none
-    # overshoots, and of the steps done, so a resume starts on an epoch.
-    per_epoch = math.gcd(math.gcd(args.steps, args.checkpoint_every), done)
-    epochs = -(-args.steps // per_epoch)
-    # The data position is saved with each checkpoint: a resume restores
-    # it instead of reading the stream up to `done` again.
-    batches = data.ResumableBatches(
-        dataset,
-        os.path.join(args.output_dir, "data_state"),
-        per_epoch,
-        save=chief,
-    )
-    if args.resume:
-        try:
-            replayed = batches.resume(done)
-        except ValueError as error:
-            fail(f"--resume: {error}")
-        if replayed:
-            print(
-                f"keras-spactor: no saved data position at step {done}: "
-                f"{replayed} batches were read again to reach it",
-                file=sys.stderr,
-            )
-    start = time.time()
-    peak = args.peak_tflops
-    progress = keras_spactor.callbacks.TrainingProgress.for_model(
-        model,
-        args.batch_size,
-        args.inputs_length,
-        peak_flops_per_second=peak * 1e12 if peak else None,
-    )
-    logger = RunLogger(args, progress)
-    print(startup_line(args, model, tau.resolve(), done), flush=True)
-    guard = StopOnNonFiniteLoss()
-    if chief:
-        saver = AtomicCheckpoint(
-            checkpoint, before_save=batches.save_position, on_saved=batches.keep
-        )
-    else:
-        # Saving runs collectives, so every process saves; the others'
-        # copies go to a scratch folder, deleted at the end.
-        scratch = tempfile.mkdtemp(prefix="keras-spactor-process-")
-        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-        saver = AtomicCheckpoint(os.path.join(scratch, "checkpoint.keras"))
-    if args.resume:
-        saver.saved_steps.append(done)
-    callbacks = [
-        tau,
-        progress,
-        logger,
-        StageProgbarLogger(),  # after `progress`, whose logs it shows
-        guard,
-        saver,
-    ]
-    if chief:
-        callbacks.insert(
-            4,
-            keras.callbacks.TensorBoard(
-                os.path.join(args.output_dir, "logs"), update_freq=10
-            ),
-        )
     try:
-        model.fit(
-            this_process_rows(batches.batches()),
-            epochs=epochs,
-            initial_epoch=done // per_epoch,
-            steps_per_epoch=per_epoch,
-            shuffle=False,  # `pretraining_dataset` shuffles
-            callbacks=callbacks,
-            verbose=2 if not sys.stdout.isatty() else 1,
-        )
-    except CheckpointWriteError as error:
-        fail(str(error))
-    except Exception as error:
-        if not is_data_read_error(error):
-            raise
-        # The batch that failed never ran: the state is that of the last
-        # whole step, so save it before stopping.
-        step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
-        # The input iterator just failed: its state is not saved (a resume
-        # restores an earlier one and reads the batches since).
-        saver.before_save = None
-        if guard.bad_step is None and step != saver.saved_step:
-            try:
-                saver.save(step, model)
-            except CheckpointWriteError as write_error:
-                fail(f"reading --data failed ({error}); also {write_error}")
-        fail(
-            f"reading --data failed at step {step} ({data_error_text(error)}); "
-            f"the run is checkpointed at step {saver.saved_step} in "
-            f"{checkpoint}: fix the data, then --resume"
-        )
-    if guard.bad_step is not None:
-        # Nothing is written from a broken state: no checkpoint, no preset.
-        last = saver.saved_step if saver.saved_step is not None else done
-        good = (
-            f"the last good checkpoint is {checkpoint} (step {last})"
-            if file_paths.exists(checkpoint)
-            else "no checkpoint was written"
-        )
-        fail(
-            f"the loss became non-finite at step {guard.bad_step}; training "
-            f"stopped and {good}. A resume replays the same batches; a new "
-            "run with a lower --learning-rate is the usual cure."
-        )
-    summary = logger.summary(model, tau.resolved_tau, time.time() - start)
-    if chief:
-        if saver.saved_step is not None:
-            batches.discard_after(saver.saved_step)
-        model.save_to_preset(os.path.join(args.output_dir, "preset"))
-        summary_file = os.path.join(args.output_dir, "summary.json")
-        with file_paths.open_file(summary_file, "w") as f:
-            f.write(json.dumps(summary, indent=2))
-    else:
-        model.save_to_preset(os.path.join(scratch, "preset"))
-        shutil.rmtree(scratch, ignore_errors=True)
+        summary = PretrainingRun(config, resume=args.resume).run()
+    except RunError as error:
+        fail(flag_names(str(error)))
     print(json.dumps(summary, indent=2))
     return summary
 
@@ -793,16 +482,6 @@ def _ties_embeddings(preset):
     except (OSError, ValueError, KeyError) as error:
         fail(f"{preset}: no readable keras-hub config.json ({error})")
     return bool(config.get("tie_embedding_weights", False))
-
-
-def checkpoint_tokenizer(preset):
-    """The tokenizer of a transformers T5 checkpoint, else `None`."""
-    from keras_spactor.interchange import transformers_import
-
-    directory = transformers_import.transformers_checkpoint_directory(preset)
-    if directory is None:
-        return None
-    return transformers_import.load_transformers_tokenizer(directory)
 
 
 def run_export(args):
@@ -909,8 +588,6 @@ def main(argv=None):
         argv = sys.argv[1:] if argv is None else list(argv)
         args = build_parser().parse_args(argv)
         if args.command == "pretrain":
-            from keras_spactor.run_config import explicit_options
-
             args.explicit = explicit_options(argv)
         if stderr is None and not args.verbose:
             stderr = cli_output.quiet_output()

@@ -486,7 +486,7 @@ def test_stderr_filter_drops_only_known_noise(capfd):
 
 
 def test_stage_logs_and_cli_detection():
-    from keras_spactor.cli_callbacks import stage_logs
+    from keras_spactor.callbacks.stage_progbar_logger import stage_logs
     from keras_spactor.cli_output import asks_verbose
     from keras_spactor.cli_output import is_cli_process
 

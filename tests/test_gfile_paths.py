@@ -22,16 +22,16 @@ import tensorflow as tf
 from keras_spactor import cli
 from keras_spactor import file_paths
 from keras_spactor import finetune
-from keras_spactor.cli_callbacks import AtomicCheckpoint
-from keras_spactor.cli_callbacks import CheckpointWriteError
-from keras_spactor.cli_callbacks import previous_path
+from keras_spactor.callbacks.atomic_checkpoint import AtomicCheckpoint
+from keras_spactor.callbacks.atomic_checkpoint import previous_path
 from keras_spactor.data import sources
 from keras_spactor.data.builtin_corpus import builtin_corpus_documents
 from keras_spactor.data.resumable_batches import ResumableBatches
 from keras_spactor.data.vocabulary import load_vocabulary
 from keras_spactor.data.vocabulary import train_vocabulary
-from keras_spactor.run_config import read_run_config
-from keras_spactor.run_config import write_run_config
+from keras_spactor.errors import CheckpointWriteError
+from keras_spactor.pretraining_config import read_run_config
+from keras_spactor.pretraining_config import write_run_config
 from tests.test_finetune import _tiny_lm
 from tests.test_finetune import _write_tsv
 from tests.test_finetune import tokenizer  # noqa: F401 (a fixture)

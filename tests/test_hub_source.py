@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 from keras_spactor import cli
+from keras_spactor import run_messages
 from keras_spactor.data import pretraining_dataset
 from keras_spactor.data.builtin_corpus import builtin_corpus_documents
 from keras_spactor.data.hub_source import INSTALL_LINE
@@ -227,9 +228,9 @@ def test_gives_up_with_one_line_naming_the_shard(hub, monkeypatch):
             pass
     assert hub.downloads["en/c4-train.00001-of-00004.json.gz"] == 1
     assert hub.downloads[third] == 3
-    # What the CLI prints, from its handler of data errors.
-    assert cli.is_data_read_error(error.value)
-    line = cli.data_error_text(error.value)
+    # What the CLI prints, from the run's handler of data errors.
+    assert run_messages.is_data_read_error(error.value)
+    line = run_messages.data_error_text(error.value)
     assert line == (
         f"ShardFetchError: hf:me/tiny@main/{third}: download failed after "
         "3 attempts (HTTP 503)"
@@ -354,10 +355,10 @@ def _pretrain_process(arguments, log):
 def test_cli_stops_cleanly_when_the_hub_goes_away(
     hub, tmp_path, monkeypatch, capsys
 ):
-    from keras_spactor import cli_callbacks
+    from keras_spactor.callbacks import StopOnNonFiniteLoss
 
     monkeypatch.setenv("KERAS_SPACTOR_HUB_RETRIES", "2")
-    real_batch_end = cli_callbacks.StopOnNonFiniteLoss.on_train_batch_end
+    real_batch_end = StopOnNonFiniteLoss.on_train_batch_end
 
     def hub_goes_away(self, batch, logs=None):
         if batch == 2:
@@ -365,7 +366,7 @@ def test_cli_stops_cleanly_when_the_hub_goes_away(
         return real_batch_end(self, batch, logs)
 
     monkeypatch.setattr(
-        cli_callbacks.StopOnNonFiniteLoss, "on_train_batch_end", hub_goes_away
+        StopOnNonFiniteLoss, "on_train_batch_end", hub_goes_away
     )
     run = tmp_path / "run"
     with pytest.raises(SystemExit):

@@ -209,8 +209,10 @@ def test_only_process_0_writes_files(tmp_path, monkeypatch, vocabulary):
     own (saving runs collectives, so every process saves) and leaves the
     shared output folder to process 0."""
     from keras_spactor import cli
+    from keras_spactor import distribution
 
     monkeypatch.setattr(cli, "join_processes", lambda args: (1, 2))
+    monkeypatch.setattr(distribution, "process_index", lambda: 1)
     scratch_folders = []
     make_folder = cli.tempfile.mkdtemp
 
@@ -244,6 +246,7 @@ def test_only_process_0_writes_files(tmp_path, monkeypatch, vocabulary):
     assert not os.path.exists(scratch_folders[0])
     # Process 0 of the same run writes the output folder.
     monkeypatch.setattr(cli, "join_processes", lambda args: (0, 2))
+    monkeypatch.setattr(distribution, "process_index", lambda: 0)
     try:
         assert cli.main(argv) == 0
     finally:

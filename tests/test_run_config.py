@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from keras_spactor import cli
-from keras_spactor import run_config
+from keras_spactor import pretraining_config
+from keras_spactor.callbacks import AtomicCheckpoint
+from keras_spactor.callbacks import StopOnNonFiniteLoss
 from keras_spactor.callbacks import TauScheduler
+from keras_spactor.callbacks.atomic_checkpoint import previous_path
 from keras_spactor.callbacks.tau_scheduler import parse_tau
-from keras_spactor.cli_callbacks import AtomicCheckpoint
-from keras_spactor.cli_callbacks import CheckpointWriteError
-from keras_spactor.cli_callbacks import StopOnNonFiniteLoss
-from keras_spactor.cli_callbacks import previous_path
+from keras_spactor.errors import CheckpointWriteError
 from tests import model_helpers as mh
 
 # ---------------------------------------------------------------------------
@@ -118,67 +118,87 @@ def test_switch_is_exact_in_a_loop_of_fit_calls():
 # The run's config: saved, and checked by a resume
 
 
-def _args(**overrides):
-    args = cli.build_parser().parse_args(["pretrain"])
-    for key, value in overrides.items():
-        setattr(args, key, value)
+def _args(*argv):
+    args = cli.build_parser().parse_args(["pretrain", *argv])
+    args.explicit = cli.explicit_options(argv)
     return args
 
 
-def test_config_holds_every_argument_and_the_versions(tmp_path):
-    args = _args(batch_size=4, seed=3)
-    args.explicit = {"batch_size", "seed"}
-    run_config.write_run_config(str(tmp_path), run_config.run_config(args, 9))
-    saved = run_config.read_run_config(str(tmp_path))
-    expected = {
-        k: v
-        for k, v in vars(args).items()
-        if k not in ("command", "resume", "verbose", "explicit")
-        # Each host of a multi-process run has its own: a resume on host 1
-        # must not take host 0's process id from the saved run.
-        and k not in ("multi_process", "coordinator_address", "num_processes")
-        and k != "process_id"
-    }
-    assert saved["arguments"] == json.loads(json.dumps(expected))
-    assert "process_id" in vars(args) and "process_id" not in expected
-    assert saved["tau_step"] == 9
+def test_config_holds_every_setting_and_the_versions(tmp_path):
+    config = cli.config_from_arguments(
+        _args("--batch-size", "4", "--seed", "3", "--tau", "25%")
+    )
+    assert (config.batch_size, config.seed, config.tau) == (4, 3, "25%")
+    pretraining_config.write_run_config(str(tmp_path), config.to_dict())
+    saved = pretraining_config.read_run_config(str(tmp_path))
+    # Each host of a multi-process run has its own process options: a
+    # resume on host 1 must not take host 0's process id from the run.
+    assert "process_id" not in saved["arguments"]
+    assert saved["arguments"]["batch_size"] == 4
+    assert saved["tau_step"] == 30  # 25% of 120
     assert saved["versions"]["keras"] == keras.__version__
     assert saved["versions"]["backend"] == keras.backend.backend()
+    assert pretraining_config.PretrainingConfig.from_dict(saved) == config
 
 
-def test_resume_takes_what_is_left_out_and_names_each_mismatch(tmp_path):
-    saved = {"arguments": vars(_args(batch_size=4, seed=3, steps=10))}
+def _saved_run(output_dir, *argv):
+    config = cli.config_from_arguments(_args(*argv, "--output-dir", output_dir))
+    pretraining_config.write_run_config(output_dir, config.to_dict())
+    with open(os.path.join(output_dir, "checkpoint.keras"), "w"):
+        pass  # `saved_run` reads config.json where a checkpoint is
+
+
+def test_resume_takes_what_is_left_out_and_names_each_mismatch(
+    tmp_path, capsys
+):
+    run = str(tmp_path)
+    _saved_run(run, "--batch-size", "4", "--seed", "3", "--steps", "10")
+    resume = ["--resume", "--output-dir", run]
     # Left out: taken from the run.
-    args = _args(resume=True)
-    assert run_config.reconcile_resume(args, saved, set()) == []
-    assert (args.batch_size, args.seed, args.steps) == (4, 3, 10)
+    config = cli.pretraining_config(_args(*resume))
+    assert (config.batch_size, config.seed, config.steps) == (4, 3, 10)
     # Given and equal, or --steps raised: fine.
-    args = _args(resume=True, batch_size=4, steps=20)
-    given = {"batch_size", "steps"}
-    assert run_config.reconcile_resume(args, saved, given) == []
-    assert args.steps == 20
-    # Given and different: one message per option.
-    args = _args(resume=True, batch_size=8, seed=1, data="other.jsonl")
-    mismatches = run_config.reconcile_resume(
-        args, saved, {"batch_size", "seed", "data"}
+    config = cli.pretraining_config(
+        _args(*resume, "--batch-size=4", "--steps", "20")
     )
-    assert len(mismatches) == 3
-    assert any(m.startswith("--batch-size 8 differs") for m in mismatches)
-    assert any(m.startswith("--seed 1 differs") for m in mismatches)
-    assert any(m.startswith("--data 'other.jsonl'") for m in mismatches)
+    assert (config.batch_size, config.steps) == (4, 20)
+    # Given and different: one line per option.
+    with pytest.raises(SystemExit):
+        cli.pretraining_config(
+            _args(*resume, "--batch-size", "8", "--seed", "1", "--data", "x")
+        )
+    lines = capsys.readouterr().err.splitlines()
+    assert "was started with other settings" in lines[0]
+    assert lines[1:] == [
+        "  --data 'x' differs from the run's 'builtin:python-docs'",
+        "  --batch-size 8 differs from the run's 4",
+        "  --seed 1 differs from the run's 3",
+    ]
+
+
+def test_config_of_an_earlier_version_is_read(tmp_path):
+    # config.json of the argparse era: tau as the parsed fraction, no
+    # evaluation settings.
+    saved = {"arguments": {"tau": 0.5, "steps": 10, "batch_size": 2}}
+    config = pretraining_config.PretrainingConfig.from_dict(saved)
+    assert (config.tau, config.tau_step(), config.evaluate_every) == (
+        "50%",
+        5,
+        None,
+    )
 
 
 def test_run_without_config_predates_it_and_bad_config_is_an_error(
     tmp_path,
 ):
-    assert run_config.read_run_config(str(tmp_path)) is None
+    assert pretraining_config.read_run_config(str(tmp_path)) is None
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
-        run_config.read_run_config(str(tmp_path))
+        pretraining_config.read_run_config(str(tmp_path))
 
 
 def test_explicit_options_read_both_spellings():
-    names = run_config.explicit_options(
+    names = cli.explicit_options(
         ["pretrain", "--batch-size", "8", "--seed=3", "--resume"]
     )
     assert names == {"batch_size", "seed", "resume"}
@@ -317,8 +337,6 @@ def test_a_failed_write_loses_nothing_already_saved(tmp_path, monkeypatch):
 def test_data_that_vanishes_mid_run_fails_naming_it_after_a_checkpoint(
     tmp_path, monkeypatch, capsys
 ):
-    from keras_spactor import cli_callbacks
-
     corpus = tmp_path / "corpus.jsonl"
     with open(corpus, "w") as f:
         # Documents of two pieces: each group of documents tokenized
@@ -326,7 +344,7 @@ def test_data_that_vanishes_mid_run_fails_naming_it_after_a_checkpoint(
         # within tens of steps (~70 here), not hundreds.
         for i in range(30):
             f.write(json.dumps({"text": f"Word {i}."}) + "\n")
-    real_batch_end = cli_callbacks.StopOnNonFiniteLoss.on_train_batch_end
+    real_batch_end = StopOnNonFiniteLoss.on_train_batch_end
 
     def vanishing(self, batch, logs=None):  # the file is gone after step 3
         if batch == 2 and corpus.exists():
@@ -335,9 +353,7 @@ def test_data_that_vanishes_mid_run_fails_naming_it_after_a_checkpoint(
 
     # The tiny corpus is read again every few examples: the next reading
     # finds it gone.
-    monkeypatch.setattr(
-        cli_callbacks.StopOnNonFiniteLoss, "on_train_batch_end", vanishing
-    )
+    monkeypatch.setattr(StopOnNonFiniteLoss, "on_train_batch_end", vanishing)
     run = tmp_path / "run"
     with pytest.raises(SystemExit):
         cli.main(

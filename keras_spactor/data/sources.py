@@ -345,6 +345,33 @@ def _tfds_dataset(source, split):
     )
 
 
+def has_splits(source):
+    """Whether `source` has splits of its own (`"train"`, `"validation"`).
+
+    A builtin corpus, a TFDS dataset, an `hf:` pattern (whose `train`
+    becomes `validation`) and folders (their files named after the split)
+    do; files and globs are read whatever the split.
+
+    Args:
+        source: a source spec (see `text_dataset`).
+
+    Returns:
+        bool.
+
+    Example:
+    ```python
+    has_splits("builtin:python-docs")  # True
+    has_splits("corpus/*.jsonl.gz")  # False
+    ```
+    """
+    if _kind(source) != "files":
+        return True
+    return all(
+        not file_paths.has_magic(spec) and file_paths.isdir(spec)
+        for spec in _file_specs(source)
+    )
+
+
 def check_source(source, split="train"):
     """Checks a source spec cheaply, before any long work starts.
 
