@@ -58,8 +58,8 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
-from keras_spactor.finetune import generate_labels
-from keras_spactor.finetune import rank_classify
+from keras_spactor.evaluation import generate_labels
+from keras_spactor.evaluation import rank_classify
 from keras_spactor.labelled_data import read_labelled
 from keras_spactor.layers import use_one_hot_position_bias
 

@@ -199,7 +199,7 @@ def build_parser():
     )
     _add_verbose(p)
 
-    from keras_spactor import finetune
+    from keras_spactor.evaluation import finetuning as finetune
 
     f = commands.add_parser(
         "finetune",
@@ -504,7 +504,7 @@ def run_export(args):
 
 
 def run_finetune(args):
-    from keras_spactor import finetune
+    from keras_spactor.evaluation import finetuning as finetune
     from keras_spactor.labelled_data import labelled_file
 
     if not os.path.isdir(args.preset):

@@ -213,7 +213,7 @@ def test_finetune_bad_inputs_fail_before_work(tmp_path, capsys):
 def test_pretrain_then_finetune_on_sst2(tmp_path):
     # The shipped labelled sentences, read as plain TSV files.
     from keras_spactor.data.examples import labelled_tsv
-    from keras_spactor.finetune import read_labelled_tsv
+    from keras_spactor.labelled_data import read_labelled_tsv
 
     train = labelled_tsv("sentiment-tiny", "train")
     validation = labelled_tsv("sentiment-tiny", "validation")

@@ -21,7 +21,6 @@ import tensorflow as tf
 
 from keras_spactor import cli
 from keras_spactor import file_paths
-from keras_spactor import finetune
 from keras_spactor.callbacks.atomic_checkpoint import AtomicCheckpoint
 from keras_spactor.callbacks.atomic_checkpoint import previous_path
 from keras_spactor.data import sources
@@ -30,11 +29,12 @@ from keras_spactor.data.resumable_batches import ResumableBatches
 from keras_spactor.data.vocabulary import load_vocabulary
 from keras_spactor.data.vocabulary import train_vocabulary
 from keras_spactor.errors import CheckpointWriteError
+from keras_spactor.evaluation import finetune
 from keras_spactor.pretraining_config import read_run_config
 from keras_spactor.pretraining_config import write_run_config
-from tests.test_finetune import _tiny_lm
-from tests.test_finetune import _write_tsv
-from tests.test_finetune import tokenizer  # noqa: F401 (a fixture)
+from tests.labelled_task_helpers import tiny_lm
+from tests.labelled_task_helpers import tokenizer  # noqa: F401 (a fixture)
+from tests.labelled_task_helpers import write_tsv
 
 
 @pytest.fixture
@@ -285,15 +285,15 @@ def test_folder_copied_with_the_marker_last(tmp_path, bucket, monkeypatch):
 def test_finetune_outputs_at_a_url_equal_a_local_run(
     tmp_path,
     bucket,
-    tokenizer,  # noqa: F811 (test_finetune's fixture, imported above)
+    tokenizer,  # noqa: F811 (a fixture, imported above)
 ):
     preset = str(tmp_path / "preset")
-    _tiny_lm(tokenizer).save_to_preset(preset)
+    tiny_lm(tokenizer).save_to_preset(preset)
     rows = [("absent", "dog runs"), ("present", "a cat"), ("absent", "sun")]
-    train = _write_tsv(tmp_path / "train.tsv", rows)
+    train = write_tsv(tmp_path / "train.tsv", rows)
     runs = {"local": str(tmp_path / "out"), "url": f"{bucket}/finetuned"}
     metrics = {
-        where: finetune.finetune(
+        where: finetune(
             preset, train, train, out, steps=2, warmup_steps=1, batch_size=3
         )
         for where, out in runs.items()

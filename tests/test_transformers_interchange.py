@@ -534,7 +534,7 @@ def _assert_close_where_real(ours, theirs, mask, atol=1e-4):
 @pytest.mark.transformers
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_import_matches_transformers(tmp_path, vocabularies, family):
-    from keras_spactor.finetune import label_log_likelihoods
+    from keras_spactor.evaluation import label_log_likelihoods
 
     torch, transformers = _transformers()
     hf_model = _hf_checkpoint(str(tmp_path), vocabularies, family)

@@ -1,6 +1,41 @@
-"""Evaluating pre-trained models: held-out pre-training measures
-(`validation_metrics`)."""
+"""Evaluating pre-trained models.
 
+- `validation_metrics`: held-out span-corruption loss, how much of it the
+  encoder explains, and how alike the encoder's outputs are.
+- `finetune`: fine-tune a preset on a labelled task with keras-hub's
+  `T5Seq2SeqLM`, scored by rank classification (`rank_classify`,
+  `label_log_likelihoods`, `label_scores`).
+- `linear_probe`: a logistic regression on the frozen encoder's outputs.
+- The statistics they report: `wilson_interval`, `majority_accuracy`,
+  `exact_match_accuracy`, `label_counts`.
+"""
+
+from keras_spactor.evaluation.classification_metrics import exact_match_accuracy
+from keras_spactor.evaluation.classification_metrics import label_counts
+from keras_spactor.evaluation.classification_metrics import majority_accuracy
+from keras_spactor.evaluation.classification_metrics import majority_label
+from keras_spactor.evaluation.classification_metrics import wilson_interval
+from keras_spactor.evaluation.finetuning import finetune
+from keras_spactor.evaluation.label_generation import generate_labels
+from keras_spactor.evaluation.labelled_tasks import read_task
+from keras_spactor.evaluation.linear_probe import linear_probe
+from keras_spactor.evaluation.rank_classification import label_log_likelihoods
+from keras_spactor.evaluation.rank_classification import label_scores
+from keras_spactor.evaluation.rank_classification import rank_classify
 from keras_spactor.evaluation.validation import validation_metrics
 
-__all__ = ["validation_metrics"]
+__all__ = [
+    "exact_match_accuracy",
+    "finetune",
+    "generate_labels",
+    "label_counts",
+    "label_log_likelihoods",
+    "label_scores",
+    "linear_probe",
+    "majority_accuracy",
+    "majority_label",
+    "rank_classify",
+    "read_task",
+    "validation_metrics",
+    "wilson_interval",
+]

@@ -18,9 +18,9 @@ metrics["accuracy"], metrics["majority_accuracy"]
 
 import numpy as np
 
-from keras_spactor.finetune import majority_label
-from keras_spactor.finetune import read_task
-from keras_spactor.finetune import wilson_interval
+from keras_spactor.evaluation.classification_metrics import majority_accuracy
+from keras_spactor.evaluation.classification_metrics import wilson_interval
+from keras_spactor.evaluation.labelled_tasks import read_task
 
 
 def encoder_features(backbone, tokenizer, texts, length=64, batch_size=256):
@@ -140,6 +140,11 @@ def linear_probe(
         `accuracy_interval`, `majority_accuracy` (the evaluation file's most
         frequent label), `train_accuracy`, `evaluation_examples`,
         `train_examples`.
+
+    Example:
+    ```python
+    linear_probe("runs/demo/preset", "sst2.train.tsv", "sst2.validation.tsv")
+    ```
     """
     import keras_hub
 
@@ -159,7 +164,7 @@ def linear_probe(
     return {
         "accuracy": hits / n,
         "accuracy_interval": list(wilson_interval(hits, n)),
-        "majority_accuracy": eval_labels.count(majority_label(eval_labels)) / n,
+        "majority_accuracy": majority_accuracy(eval_labels),
         "train_accuracy": float((predict(train_x) == train_y).mean()),
         "evaluation_examples": n,
         "train_examples": len(train_y),
