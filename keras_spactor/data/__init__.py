@@ -20,7 +20,7 @@ _NAMES = {
     "text_dataset": "sources",
     "random_spans_noise_mask": "span_corruption",
     "span_corruption": "span_corruption",
-    "span_corruption_lengths": "span_corruption",
+    "span_corruption_lengths": "span_lengths",
     "default_vocabulary": "vocabulary",
     "load_vocabulary": "vocabulary",
     "mask_token_id": "vocabulary",

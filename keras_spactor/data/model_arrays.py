@@ -1,20 +1,24 @@
 """Span-corruption examples as numpy arrays, for `fit` without `tf.data`."""
 
-import numpy as np
+from keras_spactor.data.vocabulary import PAD_ID
+from keras_spactor.models.spactor_t5_preprocessor import as_preprocessor
+from keras_spactor.models.spactor_t5_preprocessor import model_batch
 
-PAD_ID = 0
 
-
-def model_batch_arrays(inputs, targets):
+def model_batch_arrays(inputs, targets, preprocessor=None):
     """Padded span-corruption rows -> keras-hub's `(x, y, sample_weight)`.
 
-    The arrays `pretraining_dataset` batches, built with numpy alone (for
-    batches stored once and read where TensorFlow is not installed).
+    The arrays `pretraining_dataset` batches (the preprocessor's
+    `model_batch`), built with numpy alone (for batches stored once and
+    read where TensorFlow is not installed).
 
     Args:
-        inputs: int array `[n, inputs_length]`, encoder ids, 0-padded.
+        inputs: int array `[n, inputs_length]`, encoder ids, pad-padded.
         targets: int array `[n, targets_length]`, span targets with EOS,
-            0-padded.
+            pad-padded.
+        preprocessor: optional `SpacTorT5Preprocessor` or
+            `keras_hub.models.T5Tokenizer` whose pad id is used; T5's (0)
+            without one.
 
     Returns:
         `x` (a dict of `encoder_token_ids`, `encoder_padding_mask`,
@@ -23,17 +27,10 @@ def model_batch_arrays(inputs, targets):
 
     Example:
     ```python
-    x, y, w = model_batch_arrays(inputs, targets)
+    x, y, w = model_batch_arrays(inputs, targets, model.preprocessor)
     model.fit(x, y, sample_weight=w, batch_size=32, shuffle=False)
     ```
     """
-    inputs = np.asarray(inputs).astype("int32")
-    targets = np.asarray(targets).astype("int32")
-    x = {
-        "encoder_token_ids": inputs,
-        "encoder_padding_mask": inputs != PAD_ID,
-        # T5's decoder starts with the pad id.
-        "decoder_token_ids": np.pad(targets[:, :-1], [[0, 0], [1, 0]]),
-        "decoder_padding_mask": targets != PAD_ID,
-    }
-    return x, targets, (targets != PAD_ID).astype("float32")
+    if preprocessor is None:
+        return model_batch(inputs, targets, PAD_ID)
+    return as_preprocessor(preprocessor).model_batch(inputs, targets)

@@ -5,14 +5,10 @@ import tensorflow as tf
 from keras_spactor.data.sources import DocumentStats
 from keras_spactor.data.sources import text_dataset
 from keras_spactor.data.span_corruption import span_corruption
-from keras_spactor.data.span_corruption import span_corruption_lengths
-from keras_spactor.data.vocabulary import NUM_SENTINELS
-from keras_spactor.data.vocabulary import validate_sentinels
+from keras_spactor.models.spactor_t5_preprocessor import as_preprocessor
 
 # seqio's `reduce_concat_tokens(batch_size=128)`.
 DOCUMENTS_PER_GROUP = 128
-PAD_ID = 0
-EOS_ID = 1
 
 
 def _split_into_chunks(tokens, chunk_length):
@@ -43,18 +39,20 @@ def _tokenizer_of_this_graph(tokenizer):
     return copy
 
 
-def _pad_to(tokens, length):
+def _pad_to(tokens, length, pad_id):
     tokens = tokens[:length]
-    tokens = tf.pad(tokens, [[0, length - tf.size(tokens)]])
+    tokens = tf.pad(
+        tokens, [[0, length - tf.size(tokens)]], constant_values=pad_id
+    )
     return tf.ensure_shape(tokens, [length])
 
 
 def span_corruption_examples(
     source,
     tokenizer,
-    inputs_length=512,
-    noise_density=0.15,
-    mean_noise_span_length=3.0,
+    inputs_length=None,
+    noise_density=None,
+    mean_noise_span_length=None,
     seed=0,
     split="train",
     shuffle_buffer=None,
@@ -76,11 +74,15 @@ def span_corruption_examples(
     Args:
         source: a text source spec or a dataset of scalar strings (see
             `keras_spactor.data.text_dataset`).
-        tokenizer: a `keras_hub.models.T5Tokenizer` whose last 100 pieces
-            are `<extra_id_99>`..`<extra_id_0>`.
-        inputs_length: int. Encoder length; sets `tokens_length`.
-        noise_density: float in (0, 1).
-        mean_noise_span_length: float >= 1.
+        tokenizer: a `keras_spactor.models.SpacTorT5Preprocessor` (its
+            ids and lengths), or a `keras_hub.models.T5Tokenizer` whose
+            last pieces are T5's sentinels, `<extra_id_0>` last (then
+            the arguments below, or their defaults, make the
+            preprocessor).
+        inputs_length: int (default 512). Encoder length; sets
+            `tokens_length`. `None`: the preprocessor's.
+        noise_density: float in (0, 1) (default 0.15).
+        mean_noise_span_length: float >= 1 (default 3.0).
         seed: int. Seeds the noise masks and the shuffles.
         split: split of the source.
         shuffle_buffer: int or `None`. Shuffle documents (before grouping)
@@ -94,10 +96,13 @@ def span_corruption_examples(
         A dataset of dicts with 1D int32 `"inputs"` and `"targets"`, EOS
         included.
     """
-    tokens_length, _ = _check_args(
+    preprocessor = _checked_preprocessor(
         tokenizer, inputs_length, noise_density, mean_noise_span_length
     )
-    vocabulary_size = tokenizer.vocabulary_size()
+    tokenizer = preprocessor.tokenizer
+    vocabulary_size = preprocessor.vocabulary_size
+    eos_id = preprocessor.eos_token_id
+    tokens_length = preprocessor.tokens_length
     if isinstance(source, tf.data.Dataset):
         stats = stats if stats is not None else DocumentStats()
         documents = source.filter(stats.count)
@@ -132,10 +137,10 @@ def span_corruption_examples(
         return span_corruption(
             chunk,
             vocabulary_size,
-            noise_density=noise_density,
-            mean_noise_span_length=mean_noise_span_length,
+            noise_density=preprocessor.noise_density,
+            mean_noise_span_length=preprocessor.mean_noise_span_length,
             seed=chunk_seed,
-            eos_id=EOS_ID,
+            eos_id=eos_id,
         )
 
     examples = chunks.enumerate().map(
@@ -146,42 +151,24 @@ def span_corruption_examples(
     return examples
 
 
-def _check_args(tokenizer, inputs_length, noise_density, mean_span):
-    tokens_length, targets_length = span_corruption_lengths(
-        inputs_length, noise_density, mean_span
+def _checked_preprocessor(tokenizer, inputs_length, noise_density, mean_span):
+    preprocessor = as_preprocessor(
+        tokenizer,
+        inputs_length=inputs_length,
+        noise_density=noise_density,
+        mean_noise_span_length=mean_span,
     )
-    validate_sentinels(tokenizer, NUM_SENTINELS)
-    max_spans = round(round(tokens_length * noise_density) / mean_span)
-    if max_spans > NUM_SENTINELS:
-        raise ValueError(
-            f"inputs_length={inputs_length} gives up to {max_spans} noise "
-            f"spans, more than the {NUM_SENTINELS} sentinels."
-        )
-    return tokens_length, targets_length
-
-
-def _to_model_batch(batch):
-    """`{"inputs", "targets"}` -> keras-hub's `(x, y, sample_weight)`."""
-    inputs, targets = batch["inputs"], batch["targets"]
-    # T5's decoder starts with the pad id.
-    decoder_token_ids = tf.pad(targets[:, :-1], [[0, 0], [1, 0]])
-    x = {
-        "encoder_token_ids": inputs,
-        "encoder_padding_mask": tf.not_equal(inputs, PAD_ID),
-        "decoder_token_ids": decoder_token_ids,
-        "decoder_padding_mask": tf.not_equal(targets, PAD_ID),
-    }
-    sample_weight = tf.cast(tf.not_equal(targets, PAD_ID), tf.float32)
-    return x, targets, sample_weight
+    preprocessor.check_sentinels()
+    return preprocessor
 
 
 def pretraining_dataset(
     source,
     tokenizer,
     batch_size,
-    inputs_length=512,
-    noise_density=0.15,
-    mean_noise_span_length=3.0,
+    inputs_length=None,
+    noise_density=None,
+    mean_noise_span_length=None,
     seed=0,
     split="train",
     shuffle_buffer=10_000,
@@ -198,18 +185,20 @@ def pretraining_dataset(
     to `targets_length` (from `span_corruption_lengths`) and batches with
     `drop_remainder=True`, so every batch has static shapes.
 
-    Each element is keras-hub's `(x, y, sample_weight)`:
+    Each element is keras-hub's `(x, y, sample_weight)`, as the
+    preprocessor's `model_batch` builds it (pad id 0 in T5's vocabulary):
     - `x["encoder_token_ids"]`: int32 `[batch_size, inputs_length]`.
-    - `x["encoder_padding_mask"]`: bool, `encoder_token_ids != 0`.
+    - `x["encoder_padding_mask"]`: bool, `encoder_token_ids != pad`.
     - `x["decoder_token_ids"]`: int32 `[batch_size, targets_length]`,
-      `[0] + targets[:-1]` (T5's decoder start id is the pad id, 0).
-    - `x["decoder_padding_mask"]`: bool, `targets != 0`.
+      `[pad] + targets[:-1]` (T5's decoder start id is the pad id).
+    - `x["decoder_padding_mask"]`: bool, `targets != pad`.
     - `y`: int32 `[batch_size, targets_length]`, the targets.
-    - `sample_weight`: float32, `targets != 0`.
+    - `sample_weight`: float32, `targets != pad`.
 
     Empty or whitespace-only documents are skipped; pass a `DocumentStats`
     as `stats` to count them (the same object is also attached to the
-    returned dataset as `dataset.document_stats`).
+    returned dataset as `dataset.document_stats`, and the preprocessor as
+    `dataset.preprocessor`, which `SpacTorT5.fit` checks against its own).
 
     Args:
         source: `"builtin:python-docs"`, `"tfds:c4/en"`, an `hf:` spec
@@ -217,13 +206,19 @@ def pretraining_dataset(
             order `seed` shuffles), a path, glob, directory or list of
             `.jsonl(.gz)`/`.txt` files, or a dataset of scalar strings.
             See `keras_spactor.data.text_dataset`.
-        tokenizer: a `keras_hub.models.T5Tokenizer` ending with T5's 100
-            sentinels (`<extra_id_0>` = `vocabulary_size() - 1`); checked
-            here, with a `ValueError` otherwise.
+        tokenizer: a `keras_spactor.models.SpacTorT5Preprocessor` (e.g.
+            a model's `preprocessor`: its ids and lengths), or a
+            `keras_hub.models.T5Tokenizer` ending with T5's sentinels
+            (`<extra_id_0>` = `vocabulary_size() - 1`), from which one is
+            built with the lengths below; a `ValueError` if it has fewer
+            sentinels than an example has noise spans.
         batch_size: int.
-        inputs_length: int >= 2. Encoder length, EOS included.
-        noise_density: float in (0, 1). Fraction of noise tokens.
-        mean_noise_span_length: float >= 1.
+        inputs_length: int >= 2 (default 512). Encoder length, EOS
+            included. `None` with a preprocessor: its own; another value
+            than its own is an error.
+        noise_density: float in (0, 1) (default 0.15). Fraction of noise
+            tokens.
+        mean_noise_span_length: float >= 1 (default 3.0).
         seed: int. Same seed and data give the same batches, on every
             backend.
         split: `"train"` or `"validation"` (builtin, TFDS and directory
@@ -251,20 +246,20 @@ def pretraining_dataset(
         stats=stats,
     )
     x, y, sample_weight = next(iter(ds))
+    # With a model's own ids and lengths:
+    ds = pretraining_dataset("builtin:python-docs", model.preprocessor, 8)
     ```
     """
     if int(batch_size) < 1:
         raise ValueError(f"`batch_size` must be >= 1. Received: {batch_size}")
-    _, targets_length = _check_args(
+    preprocessor = _checked_preprocessor(
         tokenizer, inputs_length, noise_density, mean_noise_span_length
     )
+    pad_id = preprocessor.pad_token_id
     stats = stats if stats is not None else DocumentStats()
     examples = span_corruption_examples(
         source,
-        tokenizer,
-        inputs_length=inputs_length,
-        noise_density=noise_density,
-        mean_noise_span_length=mean_noise_span_length,
+        preprocessor,
         seed=seed,
         split=split,
         shuffle_buffer=shuffle_buffer,
@@ -274,15 +269,23 @@ def pretraining_dataset(
     )
     padded = examples.map(
         lambda ex: {
-            "inputs": _pad_to(ex["inputs"], inputs_length),
-            "targets": _pad_to(ex["targets"], targets_length),
+            "inputs": _pad_to(ex["inputs"], preprocessor.inputs_length, pad_id),
+            "targets": _pad_to(
+                ex["targets"], preprocessor.targets_length, pad_id
+            ),
         },
         num_parallel_calls=num_parallel_calls,
     )
     ds = (
         padded.batch(batch_size, drop_remainder=True)
-        .map(_to_model_batch, num_parallel_calls=num_parallel_calls)
+        .map(
+            lambda rows: preprocessor.model_batch(
+                rows["inputs"], rows["targets"]
+            ),
+            num_parallel_calls=num_parallel_calls,
+        )
         .prefetch(tf.data.AUTOTUNE)
     )
     ds.document_stats = stats
+    ds.preprocessor = preprocessor
     return ds

@@ -7,65 +7,8 @@ that a model pre-trained here sees the same distribution of examples as T5.
 
 import tensorflow as tf
 
-
-def _check_noise_args(noise_density, mean_noise_span_length):
-    if not 0.0 < float(noise_density) < 1.0:
-        raise ValueError(
-            "`noise_density` must be in the open interval (0, 1). "
-            f"Received: noise_density={noise_density}"
-        )
-    if float(mean_noise_span_length) < 1.0:
-        raise ValueError(
-            "`mean_noise_span_length` must be >= 1. "
-            f"Received: mean_noise_span_length={mean_noise_span_length}"
-        )
-
-
-def span_corruption_lengths(
-    inputs_length, noise_density=0.15, mean_noise_span_length=3.0
-):
-    """Raw chunk length and targets length for a given inputs length.
-
-    Same arithmetic as seqio's `random_spans_helper`: the longest chunk of
-    raw tokens whose corrupted inputs (non-noise tokens, one sentinel per
-    noise span and EOS) still fit in `inputs_length`.
-
-    Args:
-        inputs_length: int. Length of the encoder inputs, EOS included.
-        noise_density: float in (0, 1). Fraction of tokens that are noise.
-        mean_noise_span_length: float >= 1. Mean length of a noise span.
-
-    Returns:
-        A tuple `(tokens_length, targets_length)`: the number of raw tokens
-        to cut per chunk and the length of the resulting targets (EOS
-        included).
-
-    Example:
-    >>> span_corruption_lengths(512)
-    (568, 114)
-    """
-    _check_noise_args(noise_density, mean_noise_span_length)
-    if int(inputs_length) < 2:
-        raise ValueError(
-            f"`inputs_length` must be >= 2. Received: {inputs_length}"
-        )
-
-    def lengths(tokens_length):
-        # Python's `round` rounds half to even, as seqio's does.
-        num_noise = int(round(tokens_length * noise_density))
-        num_nonnoise = tokens_length - num_noise
-        num_spans = int(round(num_noise / mean_noise_span_length))
-        return num_nonnoise + num_spans + 1, num_noise + num_spans + 1
-
-    tokens_length = inputs_length - 1
-    while lengths(tokens_length + 1)[0] <= inputs_length:
-        tokens_length += 1
-    _, targets_length = lengths(tokens_length)
-    # seqio's hack: with density 0.5 make targets no longer than inputs.
-    if noise_density == 0.5 and targets_length > inputs_length:
-        tokens_length -= 1
-        targets_length -= 1
-    return tokens_length, targets_length
+from keras_spactor.data.span_lengths import check_noise_args
+from keras_spactor.data.span_lengths import span_corruption_lengths  # noqa: F401
 
 
 def _stateless_shuffle(values, seed):
@@ -116,7 +59,7 @@ def random_spans_noise_mask(
     >>> int(tf.reduce_sum(tf.cast(mask, "int32")))
     3
     """
-    _check_noise_args(noise_density, mean_noise_span_length)
+    check_noise_args(noise_density, mean_noise_span_length)
     orig_length = tf.convert_to_tensor(length, tf.int32)
     # Lengths below 2 are degenerate; compute for 2 and cut back.
     length = tf.maximum(orig_length, 2)

@@ -6,6 +6,10 @@ import tempfile
 
 from keras_spactor import file_paths
 
+# T5's conventions, which `train_vocabulary` follows; a model built without
+# a tokenizer assumes them.
+PAD_ID = 0
+EOS_ID = 1
 NUM_SENTINELS = 100
 MASK_TOKEN = "<mask>"
 _DEFAULT_VOCABULARY_VERSION = 1
@@ -92,8 +96,8 @@ def train_vocabulary(
         model_writer=model,
         vocab_size=num_pieces,
         model_type="unigram",
-        pad_id=0,
-        eos_id=1,
+        pad_id=PAD_ID,
+        eos_id=EOS_ID,
         unk_id=2,
         bos_id=-1,
         pad_piece="<pad>",
@@ -155,6 +159,35 @@ def validate_sentinels(tokenizer, num_sentinels=NUM_SENTINELS):
                 f"{found!r}. Train one with "
                 "`keras_spactor.data.train_vocabulary`."
             )
+
+
+def count_sentinels(tokenizer):
+    """How many sentinels end the vocabulary, in T5's order.
+
+    Args:
+        tokenizer: a `keras_hub.models.T5Tokenizer`.
+
+    Returns:
+        The `n` for which the last `n` pieces are `<extra_id_{n-1}>` ...
+        `<extra_id_0>` (T5's vocabulary: 100).
+
+    Raises:
+        ValueError: if the last piece is not `<extra_id_0>`.
+
+    Example:
+    ```python
+    count_sentinels(default_vocabulary())  # 100
+    ```
+    """
+    vocabulary = tokenizer.get_vocabulary()
+    count = 0
+    while count < len(vocabulary) and vocabulary[-1 - count] == sentinel_token(
+        count
+    ):
+        count += 1
+    if count == 0:
+        validate_sentinels(tokenizer)  # raises, saying what T5's look like
+    return count
 
 
 def mask_token_id(tokenizer):

@@ -5,12 +5,10 @@ import sys
 import keras
 import numpy as np
 
-REQUIRED_INPUT_KEYS = (
-    "encoder_token_ids",
-    "encoder_padding_mask",
-    "decoder_token_ids",
-    "decoder_padding_mask",
-)
+from keras_spactor.models.spactor_t5_preprocessor import MODEL_INPUT_KEYS
+
+# The batch format's owner is the preprocessor module.
+REQUIRED_INPUT_KEYS = MODEL_INPUT_KEYS
 
 
 def check_structure(x, y):
@@ -56,6 +54,7 @@ def check_first_batch(model, x, y=None):
     """
     if x is None or not (isinstance(x, dict) or _is_tf_dataset(x)):
         return  # Other inputs (generators, PyDatasets) are checked when traced.
+    check_same_ids(model, getattr(x, "preprocessor", None))
     x, y = _first_batch(x, y)
     check_structure(x, y)
     rows = model.backbone.vocabulary_size
@@ -70,4 +69,26 @@ def check_first_batch(model, x, y=None):
                 f"The batch's {name} hold ids in [{ids.min()}, {ids.max()}], "
                 f"outside the model's vocabulary (0..{rows - 1}). Was the data "
                 "tokenized with another vocabulary?"
+            )
+
+
+def check_same_ids(model, data_preprocessor):
+    """The ids a dataset was made with (`pretraining_dataset` attaches its
+    preprocessor) must be the model's.
+
+    Args:
+        model: the `SpacTorT5`.
+        data_preprocessor: the dataset's `SpacTorT5Preprocessor`, or `None`
+            (nothing to compare).
+    """
+    if data_preprocessor is None or not data_preprocessor.has_vocabulary:
+        return
+    keys = ("vocabulary_size", "num_sentinels", "eos_token_id", "pad_token_id")
+    for key in keys:
+        ours, theirs = getattr(model, key), getattr(data_preprocessor, key)
+        if ours != theirs:
+            raise ValueError(
+                f"The dataset was made with {key}={theirs} but the model has "
+                f"{key}={ours}: build the dataset from `model.preprocessor` "
+                "(or the tokenizer the model was built with)."
             )

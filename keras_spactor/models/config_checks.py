@@ -35,8 +35,11 @@ def check_config(model):
         )
     if model.sampling_temperature <= 0:
         raise ValueError("sampling_temperature must be positive.")
-    if model.tokenizer is not None:
+    preprocessor = model.preprocessor
+    # A model that Keras restores loads the vocabulary after this.
+    if preprocessor is not None and preprocessor.has_vocabulary:
         check_tokenizer(model, model.tokenizer)
+        check_preprocessor_ids(model, preprocessor)
 
 
 def _check_mask_token_id(model, rows):
@@ -76,4 +79,17 @@ def check_tokenizer(model, tokenizer):
             raise ValueError(
                 f"mask_token_id={model.mask_token_id} is the real token "
                 f"{piece!r} of the tokenizer, not a '<mask>' piece."
+            )
+
+
+def check_preprocessor_ids(model, preprocessor):
+    """The model's sentinel count, EOS and pad ids must be its
+    preprocessor's (the ids its data is made with)."""
+    for key in ("num_sentinels", "eos_token_id", "pad_token_id"):
+        ours, theirs = getattr(model, key), getattr(preprocessor, key)
+        if ours != theirs:
+            raise ValueError(
+                f"Tokenizer/model mismatch: the model was configured for "
+                f"{key}={ours} but its tokenizer has {theirs}. Leave {key} "
+                "unset to take the tokenizer's."
             )

@@ -17,6 +17,12 @@ from keras_spactor.interchange.transformers_import import (
     transformers_checkpoint_directory,
 )
 from keras_spactor.models import spactor_presets
+from keras_spactor.models.spactor_t5_preprocessor import (
+    PREPROCESSOR_CONFIG_FILE,
+)
+from keras_spactor.models.spactor_t5_preprocessor import SpacTorT5Preprocessor
+from keras_spactor.models.spactor_t5_preprocessor import model_preprocessor
+from keras_spactor.models.spactor_t5_preprocessor import replace_tokenizer
 from keras_spactor.models.t5x_initialization import (
     initialize_embeddings_like_t5x,
 )
@@ -27,9 +33,9 @@ AUXILIARY_WEIGHTS_FILE = "spactor_auxiliary.weights.h5"
 LEGACY_AUXILIARY_WEIGHTS_FILE = "spactor_auxiliary.weights.npz"
 
 
-def _from_builtin(cls, name, vocabulary_size, tokenizer, dtype, **kwargs):
-    if vocabulary_size is None and tokenizer is not None:
-        vocabulary_size = tokenizer.vocabulary_size()
+def _from_builtin(cls, name, vocabulary_size, preprocessor, dtype, **kwargs):
+    if vocabulary_size is None and preprocessor is not None:
+        vocabulary_size = preprocessor.vocabulary_size
     vocabulary_size = vocabulary_size or spactor_presets.T5_VOCABULARY_SIZE
     backbone = keras_hub.models.T5Backbone(
         **spactor_presets.backbone_config(name, vocabulary_size),
@@ -37,26 +43,27 @@ def _from_builtin(cls, name, vocabulary_size, tokenizer, dtype, **kwargs):
     )
     # keras-hub starts token embeddings at mean 1.0: re-draw them.
     initialize_embeddings_like_t5x(backbone, vocabulary_size=vocabulary_size)
-    # The mask id comes from the tokenizer (see `SpacTorT5`).
+    # The ids come from the preprocessor (see `SpacTorT5`).
     return cls(
         backbone,
         vocabulary_size=vocabulary_size,
-        tokenizer=tokenizer,
+        preprocessor=preprocessor,
         **kwargs,
     )
 
 
 def _from_transformers(
-    cls, directory, load_weights, vocabulary_size, tokenizer, dtype, **kwargs
+    cls, directory, load_weights, vocabulary_size, preprocessor, dtype, **kwargs
 ):
     # A transformers T5: its backbone and tokenizer, a fresh generator and
     # heads, and the mask id the tokenizer leaves free (see `SpacTorT5`).
     backbone, own_tokenizer = load_transformers_checkpoint(
         directory, load_weights=load_weights, dtype=dtype
     )
-    tokenizer = tokenizer or own_tokenizer
-    if vocabulary_size is None and tokenizer is not None:
-        vocabulary_size = tokenizer.vocabulary_size()
+    if preprocessor is None:
+        preprocessor = model_preprocessor(tokenizer=own_tokenizer)
+    if vocabulary_size is None and preprocessor is not None:
+        vocabulary_size = preprocessor.vocabulary_size
     if vocabulary_size is None:
         raise ValueError(
             f"{directory} has no spiece.model: pass tokenizer= (a "
@@ -69,7 +76,7 @@ def _from_transformers(
     return cls(
         backbone,
         vocabulary_size=vocabulary_size,
-        tokenizer=tokenizer,
+        preprocessor=preprocessor,
         **kwargs,
     )
 
@@ -81,20 +88,33 @@ def _tokenizer_in(preset):
         return None
 
 
+def _preprocessor_in(preset, local):
+    """The preset's `SpacTorT5Preprocessor`; else one around its tokenizer
+    (presets saved before it, keras-hub's own); else `None`."""
+    stored = os.path.join(preset, PREPROCESSOR_CONFIG_FILE)
+    if local and os.path.exists(stored):
+        return SpacTorT5Preprocessor.from_preset(preset)
+    tokenizer = _tokenizer_in(preset)
+    return None if tokenizer is None else SpacTorT5Preprocessor(tokenizer)
+
+
 def load_preset(
     cls,
     preset,
     load_weights=True,
     vocabulary_size=None,
     tokenizer=None,
+    preprocessor=None,
     dtype=None,
     **kwargs,
 ):
     """See `SpacTorT5.from_preset`."""
+    # What the caller gives: a tokenizer replaces the preprocessor's.
+    given = model_preprocessor(preprocessor, tokenizer)
     if preset in spactor_presets.SPACTOR_PRESETS:
         # Architectures only: random weights whatever `load_weights` says.
         return _from_builtin(
-            cls, preset, vocabulary_size, tokenizer, dtype, **kwargs
+            cls, preset, vocabulary_size, given, dtype, **kwargs
         )
     checkpoint = transformers_checkpoint_directory(preset)
     if checkpoint is not None:
@@ -103,7 +123,7 @@ def load_preset(
             checkpoint,
             load_weights,
             vocabulary_size,
-            tokenizer,
+            given,
             dtype,
             **kwargs,
         )
@@ -121,18 +141,27 @@ def load_preset(
     backbone = keras_hub.models.T5Backbone.from_preset(
         preset, load_weights=load_weights, dtype=dtype
     )
-    if tokenizer is None:
-        tokenizer = _tokenizer_in(preset)
     config = {}
     if local and os.path.exists(spactor_file):
         with open(spactor_file) as f:
             config = json.load(f)
     config.update(kwargs)
+    if preprocessor is not None:
+        config["preprocessor"] = given
+    else:
+        # The stored one (its lengths), with the caller's tokenizer if any.
+        config["preprocessor"] = _preprocessor_in(preset, local)
+        if tokenizer is not None:
+            config["preprocessor"] = replace_tokenizer(
+                config["preprocessor"], tokenizer
+            )
     if vocabulary_size is not None:
         config["vocabulary_size"] = vocabulary_size
-    elif tokenizer is not None:
-        config.setdefault("vocabulary_size", tokenizer.vocabulary_size())
-    model = cls(backbone, tokenizer=tokenizer, **config)
+    elif config["preprocessor"] is not None:
+        config.setdefault(
+            "vocabulary_size", config["preprocessor"].vocabulary_size
+        )
+    model = cls(backbone, **config)
     if not load_weights:
         # keras-hub starts token embeddings at mean 1.0, as for built-ins.
         initialize_embeddings_like_t5x(
@@ -243,8 +272,9 @@ def save_preset(model, preset_dir):
 def _save_preset_locally(model, preset_dir):
     os.makedirs(preset_dir, exist_ok=True)
     model.backbone.save_to_preset(preset_dir)
-    if model.tokenizer is not None:
-        model.tokenizer.save_to_preset(preset_dir)
+    if model.preprocessor is not None:
+        # Its config, and the tokenizer's (keras-hub's `T5Tokenizer`).
+        model.preprocessor.save_to_preset(preset_dir)
     with open(os.path.join(preset_dir, SPACTOR_CONFIG_FILE), "w") as f:
         json.dump(model.spactor_config(), f, indent=2, sort_keys=True)
     # Beside keras-hub's files, under a name keras-hub does not read.
@@ -294,6 +324,7 @@ class PresetAndConfigMixin:
         *,
         vocabulary_size=None,
         tokenizer=None,
+        preprocessor=None,
         dtype=None,
         **kwargs,
     ):
@@ -316,7 +347,11 @@ class PresetAndConfigMixin:
                 tokenizer's, else the preset's, else T5's 32,100).
             tokenizer: a `keras_hub.models.T5Tokenizer` (default: the
                 preset's, if any); its `<mask>` piece, if any, becomes
-                the mask id.
+                the mask id. It replaces the preset's in the preprocessor,
+                whose lengths stay.
+            preprocessor: a `SpacTorT5Preprocessor` (default: the
+                preset's, else one around the tokenizer); the model's ids
+                come from it.
             dtype: dtype policy of the backbone.
             **kwargs: other `SpacTorT5` arguments (e.g. `tau`, `seed`);
                 they override a local preset's stored ones.
@@ -334,6 +369,7 @@ class PresetAndConfigMixin:
             load_weights=load_weights,
             vocabulary_size=vocabulary_size,
             tokenizer=tokenizer,
+            preprocessor=preprocessor,
             dtype=dtype,
             **kwargs,
         )
@@ -357,17 +393,25 @@ class PresetAndConfigMixin:
         config = super().get_config()
         config["backbone"] = keras.layers.serialize(self.backbone)
         config.update({key: getattr(self, key) for key in CONFIG_KEYS})
+        if self.preprocessor is not None:
+            config["preprocessor"] = keras.layers.serialize(self.preprocessor)
         return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         config["backbone"] = keras.layers.deserialize(config["backbone"])
+        # Configs saved before the preprocessor have none: no tokenizer.
+        if isinstance(config.get("preprocessor"), dict):
+            config["preprocessor"] = keras.layers.deserialize(
+                config["preprocessor"]
+            )
         return cls(**config)
 
     def spactor_config(self):
-        """The SpacTor-only part of the config (no backbone, no base keys)."""
+        """The SpacTor-only part of the config (no backbone, no base keys,
+        no preprocessor: a preset keeps it in its own file)."""
         config = self.get_config()
-        for key in ("backbone", "name", "trainable", "dtype"):
+        for key in ("backbone", "preprocessor", "name", "trainable", "dtype"):
             config.pop(key, None)
         return config

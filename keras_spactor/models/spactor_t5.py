@@ -19,7 +19,6 @@ import math
 import keras
 from keras import ops
 
-from keras_spactor.data import vocabulary as data_vocabulary
 from keras_spactor.layers.position_bias import use_one_hot_position_bias
 from keras_spactor.models import batch_checks
 from keras_spactor.models import config_checks
@@ -27,6 +26,7 @@ from keras_spactor.models import generator_masking
 from keras_spactor.models import loss_terms
 from keras_spactor.models import preset_io
 from keras_spactor.models import seed_stream
+from keras_spactor.models import spactor_t5_preprocessor as preprocessing
 from keras_spactor.models.auxiliary_layers import make_auxiliary_layers
 from keras_spactor.models.term_metrics import TermMetrics
 from keras_spactor.models.two_stage_trainer import TwoStageTrainer
@@ -54,23 +54,27 @@ class SpacTorT5(
 
     Batches are keras-hub's `(x, y, sample_weight)`: `x` holds
     `encoder_token_ids`, `encoder_padding_mask`, `decoder_token_ids`,
-    `decoder_padding_mask`; `y` the span-corruption targets. See
+    `decoder_padding_mask`; `y` the span-corruption targets, as
+    `SpacTorT5Preprocessor.model_batch` builds them. See
     `keras_spactor.data.pretraining_dataset`.
 
     Args:
         backbone: a `keras_hub.models.T5Backbone`.
         vocabulary_size: int. The TOKENIZER's vocabulary size; sentinels
-            count down from `vocabulary_size - 1`. Defaults to
-            `tokenizer.vocabulary_size()`, else to the backbone's
-            `vocabulary_size` (T5's own vocabulary has 32,100 pieces in a
-            32,128-row embedding: pass 32100 there, or the tokenizer).
+            count down from `vocabulary_size - 1`. Defaults to the
+            preprocessor's, else to the backbone's `vocabulary_size` (T5's
+            own vocabulary has 32,100 pieces in a 32,128-row embedding:
+            pass 32100 there, or the tokenizer).
         num_sentinels: int. Number of sentinel ids at the top of the
-            vocabulary; never masked, never scored by RTD.
+            vocabulary; never masked, never scored by RTD. Defaults to
+            the preprocessor's, else T5's 100.
         mask_token_id: int. Id written at masked positions. Defaults to
             the tokenizer's `<mask>` piece if it has one, else to
             `vocabulary_size`, the first spare embedding row (T5: 32100).
-        eos_token_id: int. T5's `</s>` (1).
-        pad_token_id: int. T5's `<pad>` (0).
+        eos_token_id: int. Defaults to the preprocessor's, else T5's
+            `</s>` (1).
+        pad_token_id: int. Defaults to the preprocessor's, else T5's
+            `<pad>` (0).
         generator_num_layers: int. Defaults to
             `max(1, backbone.num_layers // 4)`.
         generator_hidden_dim: int. Defaults to the backbone's width.
@@ -95,10 +99,19 @@ class SpacTorT5(
         tau: int or None. First stage-2 optimizer step; `0` is plain span
             corruption, `None` is hybrid throughout.
         seed: int. Seed of the masking and sampling randomness.
-        tokenizer: optional `keras_hub.models.T5Tokenizer`. Gives the
-            defaults of `vocabulary_size` and `mask_token_id`; explicit
-            values that contradict it (another size, a mask id on a real
-            token) are an error. Saved with `save_to_preset`.
+        tokenizer: optional `keras_hub.models.T5Tokenizer`: the
+            preprocessor's (one with the default lengths if
+            `preprocessor` is not given). `model.tokenizer` reads (and
+            sets) `model.preprocessor.tokenizer`.
+        preprocessor: optional
+            `keras_spactor.models.SpacTorT5Preprocessor`, the owner of the
+            ids and lengths the data is made with; it gives the defaults
+            of the ids above, and explicit values that contradict it
+            (another size or sentinel count, a mask id on a real token)
+            are an error. Kept as `model.preprocessor`; saved with the
+            model (`save`, `save_to_preset`) and restored with it. Build
+            the data from it: `pretraining_dataset(source,
+            model.preprocessor, batch_size)`.
 
     Example:
     ```python
@@ -117,10 +130,10 @@ class SpacTorT5(
         self,
         backbone,
         vocabulary_size=None,
-        num_sentinels=100,
+        num_sentinels=None,
         mask_token_id=None,
-        eos_token_id=1,
-        pad_token_id=0,
+        eos_token_id=None,
+        pad_token_id=None,
         generator_num_layers=None,
         generator_hidden_dim=None,
         generator_num_heads=None,
@@ -135,22 +148,32 @@ class SpacTorT5(
         tau=None,
         seed=None,
         tokenizer=None,
+        preprocessor=None,
         **kwargs,
     ):
         super().__init__(tau=tau, **kwargs)
         self.backbone = backbone
-        if tokenizer is not None:
-            if vocabulary_size is None:
-                vocabulary_size = tokenizer.vocabulary_size()
-            if mask_token_id is None:
-                mask_token_id = data_vocabulary.mask_token_id(tokenizer)
-        self.vocabulary_size = int(vocabulary_size or backbone.vocabulary_size)
-        self.num_sentinels = int(num_sentinels)
+        self.preprocessor = preprocessing.model_preprocessor(
+            preprocessor, tokenizer
+        )
+        ids = preprocessing.resolve_ids(
+            self.preprocessor,
+            vocabulary_size=vocabulary_size,
+            num_sentinels=num_sentinels,
+            mask_token_id=mask_token_id,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+        )
+        self.vocabulary_size = int(
+            ids["vocabulary_size"] or backbone.vocabulary_size
+        )
+        self.num_sentinels = ids["num_sentinels"]
+        mask_token_id = ids["mask_token_id"]
         if mask_token_id is None:
             mask_token_id = self.vocabulary_size
         self.mask_token_id = int(mask_token_id)
-        self.eos_token_id = int(eos_token_id)
-        self.pad_token_id = int(pad_token_id)
+        self.eos_token_id = ids["eos_token_id"]
+        self.pad_token_id = ids["pad_token_id"]
         self.generator_num_layers = generator_num_layers or max(
             1, backbone.num_layers // 4
         )
@@ -167,7 +190,6 @@ class SpacTorT5(
         self.rtd_loss_weight = float(rtd_loss_weight)
         self.rtd_positions = rtd_positions
         self.seed = seed
-        self.tokenizer = tokenizer
         config_checks.check_config(self)
 
         self.generator, self.generator_head, self.rtd_head = (
@@ -191,6 +213,27 @@ class SpacTorT5(
         use_one_hot_position_bias(self)
         self.built = True
         self.make_term_trackers()
+
+    def __setattr__(self, name, value):
+        # To the property, untracked: the tokenizer is the preprocessor's.
+        if name == "tokenizer":
+            return object.__setattr__(self, name, value)
+        return super().__setattr__(name, value)
+
+    @property
+    def tokenizer(self):
+        """`preprocessor.tokenizer`, or `None` without a preprocessor."""
+        if self.preprocessor is None:
+            return None
+        return self.preprocessor.tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, tokenizer):
+        # Kept for code that attaches a tokenizer to a loaded model.
+        self.preprocessor = preprocessing.replace_tokenizer(
+            self.preprocessor, tokenizer
+        )
+        config_checks.check_config(self)
 
     @property
     def auxiliary_layers(self):
