@@ -22,7 +22,7 @@ def use_one_hot_position_bias(model):
     The forward values are the same (each one-hot row picks one table row),
     the weights are untouched, and the model saves and loads as before:
     only these layer instances' `compute_bias` is replaced. `SpacTorT5` and
-    `keras_spactor.finetune` call this on their models; call it on a
+    `keras_spactor.evaluation.finetune` call this on their models; call it on a
     keras-hub T5 model of your own before training it on a GPU.
 
     Args:
