@@ -23,6 +23,17 @@ def learning_rate_schedule(optimizer):
     return rate if callable(rate) else None
 
 
+def callback_model(callback):
+    """The model a callback is set on, as it is.
+
+    `Callback.model` on JAX first copies the train state from the device
+    onto the model's variables (`jax_state_sync`); a callback that reads
+    only Python attributes every step (`tau`, `steps_per_execution`) need
+    not sync. Keras keeps the model unsynced only as `callback._model`.
+    """
+    return callback._model
+
+
 def distribution_layout_map(distribution):
     """A `keras.distribution.ModelParallel`'s `LayoutMap` (kept only as
     `_layout_map`), to check it against the model before training."""

@@ -2,6 +2,7 @@ import time
 
 import keras
 
+from keras_spactor._keras_compat import callback_model
 from keras_spactor._keras_compat import learning_rate_schedule
 
 
@@ -140,7 +141,7 @@ class TrainingProgress(keras.callbacks.Callback):
         self._timed_seconds = 0.0
 
     def on_train_batch_end(self, batch, logs=None):
-        model = self._model  # no sync: only Python state is read
+        model = callback_model(self)  # no sync: only Python state is read
         tau = model.tau
         flops = 0
         for _ in range(model.steps_per_execution):

@@ -3,9 +3,9 @@
 import types
 
 from keras import ops
-from keras_hub.src.models.t5.t5_transformer_layer import T5TransformerLayer
 
 from keras_spactor import _keras_compat
+from keras_spactor._keras_hub_compat import T5TransformerLayer
 
 
 def use_fused_attention(model, flash_attention=None):

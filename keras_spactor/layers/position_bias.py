@@ -3,9 +3,10 @@
 import types
 
 from keras import ops
-from keras_hub.src.models.t5.t5_multi_head_attention import T5MultiHeadAttention
 
 from keras_spactor import _keras_compat
+from keras_spactor._keras_hub_compat import T5MultiHeadAttention
+from keras_spactor._keras_hub_compat import relative_position_bucket
 
 
 def use_one_hot_position_bias(model):
@@ -54,12 +55,7 @@ def _one_hot_bias(attention, query_length, key_length, query_start_index=0):
     of shape `(1, num_heads, query_length, key_length)`."""
     query_position = ops.arange(query_length)[:, None] + query_start_index
     key_position = ops.arange(key_length)[None, :]
-    buckets = attention._relative_position_bucket(
-        key_position - query_position,
-        bidirectional=not attention.is_decoder,
-        num_buckets=attention.relative_attention_buckets,
-        max_distance=attention.relative_attention_max_distance,
-    )
+    buckets = relative_position_bucket(attention, key_position - query_position)
     dtype = attention.compute_dtype
     one_hot = ops.one_hot(
         buckets, attention.relative_attention_buckets, dtype=dtype

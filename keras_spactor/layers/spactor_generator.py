@@ -1,6 +1,7 @@
 import keras
-from keras_hub.src.models.t5.t5_layer_norm import T5LayerNorm
-from keras_hub.src.models.t5.t5_transformer_layer import T5TransformerLayer
+
+from keras_spactor._keras_hub_compat import T5LayerNorm
+from keras_spactor._keras_hub_compat import T5TransformerLayer
 
 
 @keras.saving.register_keras_serializable(package="keras_spactor")
