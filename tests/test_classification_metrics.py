@@ -37,3 +37,13 @@ def test_majority_rate_and_label_counts_of_a_hand_made_tsv(tmp_path):
         "a": 2,
         "b": 0,
     }
+
+
+def test_majority_accuracy_and_exact_match():
+    assert cm.majority_accuracy(["b", "a", "b", "c", "b"]) == pytest.approx(0.6)
+    # Ties: the alphabetically first label, whose share is the same.
+    assert cm.majority_accuracy(["y", "x"]) == 0.5
+    assert cm.exact_match_accuracy([" pos", "neg", "pos"], ["pos"] * 3) == (
+        pytest.approx(2 / 3)
+    )
+    assert cm.exact_match_accuracy([], []) == 0.0

@@ -5,7 +5,9 @@
 - `finetune`: fine-tune a preset on a labelled task with keras-hub's
   `T5Seq2SeqLM`, scored by rank classification (`rank_classify`,
   `label_log_likelihoods`, `label_scores`).
-- `linear_probe`: a logistic regression on the frozen encoder's outputs.
+- `linear_probe`: a logistic regression on the frozen encoder's outputs
+  (the function; its helpers are in the module of the same name,
+  `keras_spactor.evaluation.linear_probe`, imported by its full name).
 - The statistics they report: `wilson_interval`, `majority_accuracy`,
   `exact_match_accuracy`, `label_counts`.
 """

@@ -31,7 +31,7 @@ from keras_spactor.evaluation.rank_classification import label_token_counts
 from keras_spactor.labelled_data import read_labelled_tsv  # noqa: F401
 
 # The default recipe, measured on SST-2 and TREC with a from-scratch tiny
-# model (BENCHMARKS.md, "Fine-tuning's default recipe").
+# model (BENCHMARKS.md, "Fine-tuning's default recipe and rank scoring").
 DEFAULT_STEPS = 300
 DEFAULT_LEARNING_RATE = 3e-4
 DEFAULT_BATCH_SIZE = 16
