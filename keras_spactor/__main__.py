@@ -1,5 +1,5 @@
 import sys
 
-from keras_spactor.cli import main
+from keras_spactor._cli_startup import main
 
 sys.exit(main())

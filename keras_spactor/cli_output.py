@@ -11,9 +11,9 @@ all of it.
 
 Nothing here imports TensorFlow, Keras or JAX: `quiet_output` must run
 before they are imported. Both ways to run the CLI (the `keras-spactor`
-script and `python -m keras_spactor`) import the package, which imports
-them, before `cli.main` runs; so the package imports `_cli_startup` first,
-which calls `quiet_if_cli`.
+script and `python -m keras_spactor`) start in `_cli_startup.main`, which
+calls `quiet_for_cli` before it imports the CLI (and with it TensorFlow);
+`import keras_spactor` imports none of them, and never quiets anything.
 """
 
 import atexit
@@ -154,34 +154,7 @@ def quiet_output():
     return stderr
 
 
-_started = None  # the filter `quiet_if_cli` started, until `cli.main` takes it
-
-
-def is_cli_process(argv=None, orig_argv=None):
-    """Whether this process runs `keras-spactor` (script or `-m`).
-
-    Args:
-        argv: `sys.argv` (default).
-        orig_argv: `sys.orig_argv` (default): the interpreter's own
-            arguments, where `-m keras_spactor` shows.
-    """
-    argv = sys.argv if argv is None else argv
-    orig_argv = (
-        getattr(sys, "orig_argv", []) if orig_argv is None else orig_argv
-    )
-    script = os.path.basename(argv[0]) if argv else ""
-    if re.fullmatch(r"keras-spactor(-script\.pyw?|\.exe)?", script):
-        return True
-    arguments = iter(orig_argv[1:])
-    for arg in arguments:
-        if arg.startswith("-m"):
-            module = arg[2:] or next(arguments, "")
-            return module in ("keras_spactor", "keras_spactor.cli")
-        if arg in ("-W", "-X"):  # options with a value
-            next(arguments, None)
-        elif arg.startswith("-c") or not arg.startswith("-"):
-            return False  # code or a script runs instead
-    return False
+_started = None  # what `quiet_for_cli` started, until `cli.main` takes it
 
 
 def asks_verbose(argv):
@@ -191,18 +164,22 @@ def asks_verbose(argv):
     )
 
 
-def quiet_if_cli():
-    """`quiet_output()` when the process is the CLI without `--verbose`.
+def quiet_for_cli(argv):
+    """`quiet_output()` for the CLI's entry point, unless `argv` (the
+    command line, without the program) asks for `--verbose`.
 
-    Imported as a library, the package changes nothing.
+    `cli.main` takes the filter with `take_started_filter`.
+
+    Args:
+        argv: list of str, the CLI's arguments.
     """
     global _started
-    if _started is None and is_cli_process() and not asks_verbose(sys.argv):
+    if _started is None and not asks_verbose(argv):
         _started = quiet_output()
 
 
 def take_started_filter():
-    """The `StderrLineFilter` that `quiet_if_cli` started, or `None`.
+    """The `StderrLineFilter` that `quiet_for_cli` started, or `None`.
 
     The caller owns it from then on and must `stop()` it.
     """

@@ -101,7 +101,7 @@ def test_wheel_holds_the_package_and_the_command(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         files = set(archive.namelist())
         entry_points = next(f for f in files if f.endswith("entry_points.txt"))
-        assert "keras-spactor = keras_spactor.cli:main" in (
+        assert "keras-spactor = keras_spactor._cli_startup:main" in (
             archive.read(entry_points).decode()
         )
     package = os.path.join(REPO_ROOT, "keras_spactor")
