@@ -1,6 +1,7 @@
 import keras
 
 
+# Keras has no inverse square root schedule (`InverseTimeDecay` is 1/t).
 @keras.saving.register_keras_serializable(package="keras_spactor")
 class InverseSquareRootSchedule(
     keras.optimizers.schedules.LearningRateSchedule

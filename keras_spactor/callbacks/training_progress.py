@@ -130,6 +130,8 @@ class TrainingProgress(keras.callbacks.Callback):
             + (self.step - hybrid_steps) * self.sc_step_flops
         )
 
+    # Keras' TensorBoard logs `learning_rate` only per epoch, reading the
+    # optimizer's (a device sync on JAX); this is per batch, on the host.
     def _learning_rate(self):
         if self._schedule is None:
             return self._constant_rate

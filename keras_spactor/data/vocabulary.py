@@ -75,6 +75,8 @@ def train_vocabulary(
     tokenizer = keras_hub.models.T5Tokenizer(proto=info["model_file"])
     ```
     """
+    # Not keras-hub's `compute_sentence_piece_proto`: it reads a `tf.data`
+    # dataset (TensorFlow), and T5's sentinels go into the proto after.
     import sentencepiece as spm
     from sentencepiece import sentencepiece_model_pb2
 

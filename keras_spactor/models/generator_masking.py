@@ -53,6 +53,8 @@ def replaceable_positions(token_ids, padding_mask, ordinary):
     )
 
 
+# Not keras-hub's `MaskedLMMaskGenerator`: that masks in the input pipeline
+# (tf.ragged); SpacTor masks inside the train step, on every backend.
 def select_masked_positions(eligible, mlm_probability, num_predictions, seed):
     """Pick `round(mlm_probability * eligible)` positions per example.
 
