@@ -76,6 +76,7 @@ def test_comparisons_cover_the_questions_asked():
     assert ((arm, 50), ("sc", 100)) in pairs  # the paper's claim
     assert ((arm, 100), ("sc", 100)) in pairs
     assert args.seeds == [0, 1, 2]  # the default setting has 3 seeds
+    assert args.warmup_steps == 10  # a tenth of the run
 
 
 def test_report_has_a_column_per_way_of_finetuning():
@@ -148,11 +149,14 @@ def test_task_text_holds_training_sentences_only_without_labels(tmp_path):
     downstream = tmp_path / "downstream"
     downstream.mkdir()
     train_texts = {}
-    for task, (train, evaluation) in tool.TASKS.items():
+    for task in ("sst2", "trec"):
+        train, evaluation = tool.TASK_FILES[task]
         train_texts[task] = [f"{task} training sentence {i}" for i in range(45)]
         _write_tsv(downstream / train, [("yes", t) for t in train_texts[task]])
         _write_tsv(downstream / evaluation, [("yes", f"{task} held-out text")])
-    corpus = tool.write_task_text(str(downstream), str(tmp_path / "text"))
+    tasks = tool.task_files(str(downstream))
+    assert sorted(tasks) == ["sst2", "trec"]
+    corpus = tool.write_task_text(tasks, str(tmp_path / "text"))
 
     def read(split):
         path = os.path.join(corpus, f"task_text.{split}.jsonl.gz")
@@ -166,8 +170,53 @@ def test_task_text_holds_training_sentences_only_without_labels(tmp_path):
     assert sorted(train + validation) == sorted(everything)
     # 45 sentences per task: the 20th and 40th of each are held out.
     assert sorted(validation) == sorted(
-        f"{task} training sentence {i}" for task in tool.TASKS for i in (19, 39)
+        f"{task} training sentence {i}" for task in tasks for i in (19, 39)
     )
     # Shuffled together, so the first documents (the vocabulary's sample)
     # hold every task.
-    assert {t.split()[0] for t in train[:20]} == set(tool.TASKS)
+    assert {t.split()[0] for t in train[:20]} == set(tasks)
+
+
+def test_default_data_is_shipped_or_asked_for(tmp_path):
+    tool = _tool()
+    # The smoke setting runs on what the repository ships.
+    args = tool.parse_args(["--setting", "quick"])
+    assert args.corpus == ["builtin:python-docs"]
+    tasks = tool.task_files(args.downstream)
+    assert list(tasks) == ["sentiment_tiny"]
+    assert all(os.path.isfile(path) for path in tasks["sentiment_tiny"])
+    tool.check_inputs(args)
+    # The experiment's tasks are not shipped: a one-line request for them.
+    with pytest.raises(SystemExit, match="pass --downstream DIR"):
+        tool.main(["--output-dir", str(tmp_path / "out")])
+    args = tool.parse_args(["--downstream", str(tmp_path)])
+    with pytest.raises(SystemExit, match="holds none of"):
+        tool.check_inputs(args)
+    assert not (tmp_path / "out").exists()
+
+
+def test_arms_are_runs_with_the_packages_recipe_checkpointed_at_half(tmp_path):
+    tool = _tool()
+    args = tool.parse_args(["--setting", "quick", "--steps", "10"])
+    config = tool.pretraining_config(
+        "spactor", 2, 1, "vocab.model", args, str(tmp_path)
+    )
+    assert (config.steps, config.tau, config.seed) == (10, 2, 1)
+    assert config.checkpoint_every == 5  # presets at N/2 and N
+    assert config.warmup_steps == 1  # a tenth of the run
+    assert (config.optimizer, config.schedule) == ("adamw", "cosine")
+    assert config.data == "builtin:python-docs"
+    assert config.output_dir.endswith(os.path.join("spactor_tau2_seed1"))
+    with pytest.raises(SystemExit, match="must be even"):
+        tool.check_inputs(
+            tool.parse_args(["--setting", "quick", "--steps", "9"])
+        )
+
+
+def test_flops_of_the_first_steps_count_hybrid_steps_before_tau():
+    tool = _tool()
+    flops = {"hybrid": 3.0, "span_corruption": 2.0}
+    summary = {"tau": 4, "flops_per_step": flops}
+    assert tool._flops_at(summary, 10) == 4 * 3.0 + 6 * 2.0
+    assert tool._flops_at(summary, 3) == 3 * 3.0
+    assert tool._flops_at(dict(summary, tau=None), 5) == 5 * 3.0

@@ -6,18 +6,19 @@
 # measured on an H200; the run stops at 9 minutes (TIMEOUT, 540 s) and
 # reports the rows it finished).
 #
-#   bash tools/gpu_reproduce.sh prepare            # here, once
+#   bash tools/gpu_reproduce.sh prepare --downstream DIR   # here, once
 #   bash tools/gpu_reproduce.sh [output_dir] [reproduce_paper.py flags]
 #   TOY=1 bash tools/gpu_reproduce.sh prepare      # on a CPU, the `quick`
 #   TOY=1 bash tools/gpu_reproduce.sh              #   setting, end to end
 #
 # The device machines have a CUDA build of JAX but no TensorFlow, no Keras
-# and no network. `prepare` (where TensorFlow and the corpora are) writes
-# every pre-training and validation batch the run reads, its vocabulary
-# and the downstream task files into build/device_data; with it and
-# build/device_wheels (`bash tools/gpu_benchmark.sh wheels`) carried to the
-# machine, the run installs Keras and keras-hub offline and reads
-# build/device_data instead of the corpora.
+# and no network. `prepare` (where TensorFlow is; DIR holds SST-2's and
+# TREC's TSVs, see reproduce_paper.py --help) writes every pre-training and
+# validation batch the run reads, its vocabulary and the downstream task
+# files into build/device_data; with it and build/device_wheels
+# (`bash tools/gpu_benchmark.sh wheels`) carried to the machine, the run
+# installs Keras and keras-hub offline and reads build/device_data instead
+# of the text.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 setting=h100_small
@@ -34,13 +35,11 @@ export PYTHONPATH="${PWD}${PYTHONPATH:+:${PYTHONPATH}}"
 
 if [ "${1:-}" = prepare ]; then
     rm -rf "${data}"
+    # Writes ${data}/batches/downstream/ too: the task files it read.
     python3 tools/reproduce_paper.py --setting "${setting}" \
-        --export-batches "${data}/batches"
-    downstream=$(python3 -c "import sys; sys.path.insert(0, 'tools')
-import reproduce_paper; print(reproduce_paper.parse_args([]).downstream)")
-    mkdir -p "${data}/downstream"
-    cp "${downstream}"/sst2.*.tsv "${downstream}"/trec.*.tsv \
-        "${data}/downstream/"
+        --export-batches "${data}/batches" \
+        --output-dir "${data}/prepare" "${@:2}"
+    rm -rf "${data}/prepare"
     du -sh "${data}"
     exit
 fi
@@ -53,7 +52,8 @@ if ! python3 -c "import keras_hub" 2>/dev/null && [ -d "${wheels}" ]; then
 fi
 flags=()
 if [ -d "${data}" ]; then
-    flags=(--batches "${data}/batches" --downstream "${data}/downstream")
+    flags=(--batches "${data}/batches" \
+        --downstream "${data}/batches/downstream")
 fi
 [ -z "${TOY:-}" ] && export XLA_PYTHON_CLIENT_MEM_FRACTION=0.9
 timeout "${limit}" python3 tools/reproduce_paper.py --setting "${setting}" \

@@ -2,98 +2,79 @@
 
 For each seed: a randomly initialised model (the baseline every pre-trained
 arm must beat), span corruption (tau=0) and SpacTor (each requested tau),
-pre-trained for N steps with presets kept at N/2 and N. Every preset is
-fine-tuned on SST-2 and TREC with the `finetune` command's code and scored
-by rank classification, and probed (a logistic regression on the frozen
-encoder's mean-pooled outputs, `keras_spactor.linear_probe`). The report
-(Markdown + JSON + PNG) has mean and std over seeds, paired differences
-per seed (pre-trained - random init, SpacTor - SC) with their standard
-errors, validation SC loss on the held-out corpus split, whether
-fine-tuning fit the training examples, and accuracy against steps and
-against training FLOPs. The paper's claim (Ye et al., 2024): SpacTor at
-N/2 steps matches SC at N steps.
+each pre-trained by `keras_spactor.PretrainingRun` for N steps, with
+presets kept at N/2 and N. Every preset is measured on held-out text
+(`keras_spactor.evaluation.validation_metrics`), fine-tuned on each task
+(`keras_spactor.evaluation.finetune`, scored by rank classification) and
+probed (`keras_spactor.evaluation.linear_probe`). The report (Markdown +
+JSON + PNG) has mean and std over seeds, paired differences per seed
+(pre-trained - random init, SpacTor - SC) with their standard errors, and
+accuracy against steps and against training FLOPs. The paper's claim (Ye
+et al., 2024): SpacTor at N/2 steps matches SC at N steps.
 
-    KERAS_BACKEND=jax python tools/reproduce_paper.py   # --setting cpu90
+    # Minutes, on what the repository ships (embedded corpus and
+    # sentiment-tiny): a smoke run, not a measurement.
     KERAS_BACKEND=jax python tools/reproduce_paper.py --setting quick
+    # BENCHMARKS.md's experiment (at most 90 minutes on 2 CPU cores):
+    KERAS_BACKEND=jax python tools/reproduce_paper.py --downstream DIR
 
-Settings: `cpu90` (the default) runs whole in at most 90 minutes on 2 CPU
-cores: `spactor_t5_nano` pre-trained with T5's Adafactor for 3,000 steps
-on the tasks' own training sentences (`--task-text`, labels dropped:
-task-adaptive pre-training, where the decoder learns to read its encoder
-within the budget), every preset fine-tuned whole on all labels of each
-task; `cpu90_general` is the same model for 1,500 steps on the general
-corpora, fine-tuned on 2,000 labels whole and as its encoder under a
-fresh decoder (pre-training did not measurably help there); `cpu90_mini`
-is the earlier, wider 400-step AdamW setting; `h100_small` the T5 v1.1
-small shape for one GPU (tools/gpu_reproduce.sh); `quick` is a smoke run
-of minutes. Any setting value can be overridden by its flag. Results go
-to --output-dir (default runs/reproduce): results.json, results.md,
-accuracy.png.
+Settings: `cpu90` (the default): `spactor_t5_nano` pre-trained with T5's
+Adafactor for 3,000 steps on the tasks' own training sentences
+(task-adaptive pre-training), every preset fine-tuned on all labels of
+SST-2 and TREC; `h100_small`: the T5 v1.1 small shape on one GPU
+(tools/gpu_reproduce.sh); `quick`: minutes, on the package's embedded
+corpus and its `sentiment-tiny` examples. Any value of a setting can be
+overridden by its flag. `cpu90` and `h100_small` need SST-2 and TREC:
+`--downstream DIR`, a folder with `sst2.train.tsv`, `sst2.validation.tsv`,
+`trec.train.tsv` and `trec.test.tsv` (`label<TAB>text`). Results go to
+--output-dir (default runs/reproduce): results.json, results.md,
+accuracy.png. Earlier settings and their results: BENCHMARKS.md.
 """
 
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
 import zlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(ROOT, "..", "shared", "data")
 sys.path.insert(0, ROOT)
 
-# Everyday English (WordNet glosses) next to the documentation corpus.
-BOTH_CORPORA = [
-    os.path.join(SHARED, "corpus-general"),
-    os.path.join(SHARED, "corpus"),
-]
 # `finetune`'s ways of fine-tuning a preset: whole, or the encoder under a
-# fresh decoder (keras_spactor.finetune.DECODERS, not imported here so that
-# the tool starts without Keras).
+# fresh decoder (keras_spactor.evaluation.finetuning.DECODERS, not imported
+# here so that the tool starts without Keras).
 DECODERS = ("pretrained", "fresh")
+# `--downstream builtin`: the package's shipped examples (sentiment-tiny).
+BUILTIN_DOWNSTREAM = "builtin"
 
 SETTINGS = {
-    # A model small enough to train 1,500 steps per arm and seed on 2 CPU
-    # cores, with T5's optimiser (Adafactor, relative steps: each update
-    # scaled by the weight's RMS, so the N(0, 1) token embeddings learn as
-    # fast as the rest: after 1,500 steps they had moved 0.59 of their
-    # norm, against 0.14 under AdamW 3e-3, which moved every kernel more
-    # than them), fine-tuned both ways (whole model, and the encoder under
-    # a fresh decoder). The default until task-adaptive pre-training.
-    "cpu90_general": {
+    # Task-adaptive pre-training: the tasks' own training sentences (~180k
+    # words), where the decoder starts reading its encoder within the
+    # budget, then fine-tuning on every labelled example for long enough
+    # to fit them. T5's optimiser (Adafactor, relative steps, constant
+    # rate): each update scaled by the weight's RMS, so the N(0, 1) token
+    # embeddings learn as fast as the rest.
+    "cpu90": {
         "preset": "spactor_t5_nano",
-        "corpus": BOTH_CORPORA,
-        "steps": 1500,
-        "tau": [375],
+        "corpus": [],
+        "task_text": True,
+        "downstream": None,
+        "steps": 3000,
+        "tau": [750],
         "seeds": [0, 1, 2],
         "batch_size": 64,
         "inputs_length": 64,
         "optimizer": "adafactor",
         "learning_rate": 1e-2,
+        "schedule": "constant",
         "vocabulary_size": 2000,
         "validation_batches": 20,
-        "finetune_examples": 2000,
-        "finetune_steps": 600,
+        "finetune_examples": None,
+        "finetune_steps": 1500,
         "finetune_learning_rate": 1e-3,
-        "decoders": list(DECODERS),
-        "evaluation_examples": None,
-    },
-    # The default before `cpu90_general` (BENCHMARKS.md's first table): a
-    # wider model for 400 steps with AdamW, fine-tuned whole.
-    "cpu90_mini": {
-        "preset": "spactor_t5_mini",
-        "corpus": BOTH_CORPORA,
-        "steps": 400,
-        "tau": [100],
-        "seeds": [0, 1, 2],
-        "batch_size": 32,
-        "inputs_length": 64,
-        "learning_rate": 1e-3,
-        "vocabulary_size": 4000,
-        "validation_batches": 20,
-        "finetune_examples": 2000,
-        "finetune_steps": 300,
         "evaluation_examples": None,
     },
     # T5 v1.1 small shape, bf16, one GPU (tools/gpu_reproduce.sh). Sized
@@ -102,13 +83,16 @@ SETTINGS = {
     # time for fine-tuning within 9 minutes; 2 x 1,000 steps take ~5.
     "h100_small": {
         "preset": "spactor_t5_small",
-        "corpus": BOTH_CORPORA,
+        "corpus": [],
+        "task_text": True,
+        "downstream": None,
         "steps": 1000,
         "tau": [250],
         "seeds": [0],
         "batch_size": 64,
         "inputs_length": 128,
         "learning_rate": 1e-3,
+        "schedule": "cosine",
         "vocabulary_size": 8000,
         "validation_batches": 20,
         "finetune_examples": 10000,
@@ -116,15 +100,19 @@ SETTINGS = {
         "evaluation_examples": None,
         "mixed_precision": True,
     },
+    # A smoke run of minutes on what the repository ships.
     "quick": {
-        "preset": "spactor_t5_mini",
-        "corpus": [os.path.join(SHARED, "corpus-general")],
+        "preset": "spactor_t5_nano",
+        "corpus": ["builtin:python-docs"],
+        "task_text": False,
+        "downstream": BUILTIN_DOWNSTREAM,
         "steps": 8,
         "tau": [2],
         "seeds": [0],
         "batch_size": 4,
         "inputs_length": 64,
         "learning_rate": 1e-3,
+        "schedule": "cosine",
         "vocabulary_size": 2000,
         "validation_batches": 2,
         "finetune_examples": 64,
@@ -133,33 +121,25 @@ SETTINGS = {
         "evaluation_examples": 32,
     },
 }
-# The default, task-adaptive pre-training: the tasks' own training sentences
-# (~180k words) instead of the general corpora, where the decoder
-# starts reading its encoder within the budget (encoder use 0.10 nats
-# at 1,500 steps, 1.04 at 3,000; on the general corpora it stayed
-# below 0.06 after 6,000), and fine-tuning on every labelled example
-# for long enough to fit them (at 2,000 examples and 600 steps, no
-# model got past SST-2's label prior).
-SETTINGS["cpu90"] = {
-    **SETTINGS["cpu90_general"],
-    "corpus": [],
-    "task_text": True,
-    "steps": 3000,
-    "tau": [750],
-    "finetune_examples": None,
-    "finetune_steps": 1500,
-    "decoders": ["pretrained"],
-}
 # Every this-many-th task sentence is held out of the task-text corpus as
 # its validation split.
 TASK_TEXT_HOLDOUT = 20
+# The held-out batches' seed: every arm and seed is measured on the same.
+VALIDATION_SEED = 1234
 # The SentencePiece model's file name in --export-batches' directory.
 VOCABULARY = "vocabulary.model"
 
-TASKS = {
+# Each task's training and evaluation files in a --downstream folder, and
+# its name in the report.
+TASK_FILES = {
     "sst2": ("sst2.train.tsv", "sst2.validation.tsv"),
     "trec": ("trec.train.tsv", "trec.test.tsv"),
+    "sentiment_tiny": (
+        "sentiment_tiny.train.tsv",
+        "sentiment_tiny.validation.tsv",
+    ),
 }
+TASK_NAMES = {"sst2": "SST-2", "trec": "TREC", "sentiment_tiny": "sentiment"}
 
 
 def parse_args(argv=None):
@@ -168,10 +148,16 @@ def parse_args(argv=None):
     p.add_argument(
         "--corpus",
         nargs="+",
-        help="Pre-training text: directories with *train* / *validation* "
-        "JSONL files.",
+        help="Pre-training text: text source specs (keras_spactor.data."
+        "text_dataset: builtin:python-docs, folders with *train* / "
+        "*validation* JSONL files, ...).",
     )
-    p.add_argument("--downstream", default=os.path.join(SHARED, "downstream"))
+    p.add_argument(
+        "--downstream",
+        help="The labelled tasks: a folder of label<TAB>text files "
+        "(sst2.train.tsv, sst2.validation.tsv, trec.train.tsv, "
+        "trec.test.tsv), or 'builtin' for the package's sentiment-tiny.",
+    )
     p.add_argument(
         "--task-text",
         action="store_const",
@@ -180,7 +166,7 @@ def parse_args(argv=None):
         "(labels dropped; task-adaptive pre-training).",
     )
     p.add_argument("--preset")
-    p.add_argument("--steps", type=int, help="N")
+    p.add_argument("--steps", type=int, help="N (even: presets at N/2, N)")
     p.add_argument(
         "--tau",
         type=int,
@@ -192,6 +178,10 @@ def parse_args(argv=None):
     p.add_argument("--inputs-length", type=int)
     p.add_argument("--optimizer", choices=["adamw", "adafactor"])
     p.add_argument("--learning-rate", type=float)
+    p.add_argument("--schedule", choices=["constant", "rsqrt", "cosine"])
+    p.add_argument(
+        "--warmup-steps", type=int, help="Default: a tenth of the steps."
+    )
     p.add_argument("--vocabulary-size", type=int)
     p.add_argument("--validation-batches", type=int)
     p.add_argument("--finetune-examples", type=int)
@@ -214,8 +204,9 @@ def parse_args(argv=None):
     p.add_argument(
         "--export-batches",
         metavar="DIR",
-        help="Write the vocabulary and every pre-training and validation "
-        "batch the run would read to DIR (needs TensorFlow), then stop.",
+        help="Write the vocabulary, every pre-training and validation "
+        "batch the run would read and the task files to DIR (needs "
+        "TensorFlow), then stop.",
     )
     p.add_argument(
         "--batches",
@@ -239,17 +230,59 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     setting = dict(SETTINGS[args.setting])
     setting.setdefault("mixed_precision", False)
-    setting.setdefault("task_text", False)
     setting.setdefault("optimizer", "adamw")
     setting.setdefault("finetune_learning_rate", 3e-4)
     setting.setdefault("decoders", ["pretrained"])
     for key, value in setting.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.warmup_steps is None:
+        args.warmup_steps = args.steps // 10
     return args
 
 
-def write_task_text(downstream, directory):
+def task_files(downstream):
+    """`{task: (train_path, evaluation_path)}` of the tasks in a
+    --downstream folder (`"builtin"`: the package's shipped examples)."""
+    if downstream == BUILTIN_DOWNSTREAM:
+        from keras_spactor.data import examples
+
+        downstream = os.path.dirname(os.path.abspath(examples.__file__))
+    tasks = {}
+    for task, files in TASK_FILES.items():
+        paths = [os.path.join(downstream, name) for name in files]
+        if all(os.path.isfile(path) for path in paths):
+            tasks[task] = tuple(paths)
+    return tasks
+
+
+def check_inputs(args):
+    """Exits with one line naming what is missing."""
+    if args.downstream is None:
+        raise SystemExit(
+            f"reproduce_paper: --setting {args.setting} fine-tunes on SST-2 "
+            "and TREC: pass --downstream DIR, a folder holding "
+            "sst2.train.tsv, sst2.validation.tsv, trec.train.tsv and "
+            "trec.test.tsv (label<TAB>text lines), or run --setting quick "
+            "on what the repository ships."
+        )
+    if not task_files(args.downstream):
+        raise SystemExit(
+            f"reproduce_paper: --downstream {args.downstream} holds none of "
+            + ", ".join(" and ".join(f) for f in TASK_FILES.values())
+        )
+    if args.steps % 2:
+        raise SystemExit(
+            f"reproduce_paper: --steps {args.steps} must be even (presets "
+            "are kept at N/2 and N)"
+        )
+    if args.batches and not os.path.isdir(args.batches):
+        raise SystemExit(f"reproduce_paper: {args.batches} does not exist")
+    if not (args.corpus or args.task_text or args.batches):
+        raise SystemExit("reproduce_paper: no pre-training text (--corpus)")
+
+
+def write_task_text(tasks, directory):
     """The tasks' training sentences, labels dropped, as a JSONL corpus.
 
     Task-adaptive pre-training (Gururangan et al., 2020): the unlabelled
@@ -259,6 +292,10 @@ def write_task_text(downstream, directory):
     `TASK_TEXT_HOLDOUT`-th sentence of each task goes to the validation
     split instead.
 
+    Args:
+        tasks: `{task: (train_path, evaluation_path)}` (`task_files`).
+        directory: str. Where to write.
+
     Returns:
         `directory`, holding `task_text.train.jsonl.gz` and
         `task_text.validation.jsonl.gz`.
@@ -266,11 +303,11 @@ def write_task_text(downstream, directory):
     import gzip
     import random
 
-    from keras_spactor.finetune import read_labelled_tsv
+    from keras_spactor.labelled_data import read_labelled_tsv
 
     splits = {"train": [], "validation": []}
-    for train, _ in TASKS.values():
-        _, texts = read_labelled_tsv(os.path.join(downstream, train))
+    for train, _ in tasks.values():
+        _, texts = read_labelled_tsv(train)
         for i, text in enumerate(texts, start=1):
             held_out = i % TASK_TEXT_HOLDOUT == 0
             splits["validation" if held_out else "train"].append(text)
@@ -289,15 +326,20 @@ def corpus_vocabulary(args):
     from keras_spactor.data.vocabulary import default_cache_dir
     from keras_spactor.data.vocabulary import train_vocabulary
 
-    names = "_".join(os.path.basename(os.path.normpath(c)) for c in args.corpus)
-    # The files' names and sizes in the key: a corpus of the same name with
-    # other text (e.g. task text from another --downstream) gets its own.
-    listing = sorted(
+    # The folders' file names and sizes in the key: a corpus of the same
+    # name with other text (e.g. task text of other tasks) gets its own.
+    listing = [
         f"{name}:{os.path.getsize(os.path.join(c, name))}"
+        if os.path.isdir(c)
+        else c
         for c in args.corpus
-        for name in os.listdir(c)
-    )
+        for name in (sorted(os.listdir(c)) if os.path.isdir(c) else [c])
+    ]
     key = zlib.crc32("\n".join(listing).encode())
+    names = "_".join(
+        os.path.basename(os.path.normpath(c)).replace(":", "_")
+        for c in args.corpus
+    )
     prefix = os.path.join(
         default_cache_dir(),
         f"reproduce_{names}_{args.vocabulary_size}_{key:08x}",
@@ -317,11 +359,12 @@ def corpus_vocabulary(args):
     return prefix + ".model"
 
 
-def _pretraining_batches(tokenizer, args, seed):
+def _pretraining_dataset(tokenizer, args, seed):
+    """What `PretrainingRun` reads for this seed (for --export-batches)."""
     from keras_spactor.data import pretraining_dataset
 
     return pretraining_dataset(
-        args.corpus,
+        ",".join(args.corpus),
         tokenizer,
         batch_size=args.batch_size,
         inputs_length=args.inputs_length,
@@ -329,19 +372,37 @@ def _pretraining_batches(tokenizer, args, seed):
     )
 
 
-def _validation_batches(tokenizer, args):
+def _validation_dataset(tokenizer, args):
     from keras_spactor.data import pretraining_dataset
 
     return pretraining_dataset(
-        args.corpus,
+        ",".join(args.corpus),
         tokenizer,
         batch_size=args.batch_size,
         inputs_length=args.inputs_length,
         split="validation",
-        seed=1234,
+        seed=VALIDATION_SEED,
         shuffle_buffer=None,
         repeat=False,
     ).take(args.validation_batches)
+
+
+def held_out_batches(tokenizer, args):
+    """The validation batches every preset is measured on."""
+    if not args.batches:
+        return _validation_dataset(tokenizer, args)
+    from keras_spactor.data import model_batch_arrays
+
+    x, y, weights = model_batch_arrays(*_load_batches(args, "validation.npz"))
+    size = args.batch_size
+    return [
+        (
+            {k: v[i : i + size] for k, v in x.items()},
+            y[i : i + size],
+            weights[i : i + size],
+        )
+        for i in range(0, len(y), size)
+    ]
 
 
 def _load_batches(args, name):
@@ -351,123 +412,56 @@ def _load_batches(args, name):
         return arrays["inputs"], arrays["targets"]
 
 
-def export_batches(args):
-    """Everything the run reads from the corpus, as numpy arrays."""
-    import shutil
-
+def export_batches(args, vocabulary, tasks):
+    """Everything the run reads, as files: the vocabulary, numpy arrays of
+    the batches and the task files (for a machine without TensorFlow)."""
     import keras_hub
     import numpy as np
 
-    os.makedirs(args.export_batches, exist_ok=True)
-    vocabulary = corpus_vocabulary(args)
+    os.makedirs(os.path.join(args.export_batches, "downstream"), exist_ok=True)
     shutil.copy(vocabulary, os.path.join(args.export_batches, VOCABULARY))
+    for paths in tasks.values():
+        for path in paths:
+            shutil.copy(path, os.path.join(args.export_batches, "downstream"))
     tokenizer = keras_hub.models.T5Tokenizer(proto=vocabulary)
-    streams = {"validation.npz": _validation_batches(tokenizer, args)}
+    streams = {"validation.npz": _validation_dataset(tokenizer, args)}
     for seed in args.seeds:
-        streams[f"pretrain_seed{seed}.npz"] = _pretraining_batches(
+        streams[f"pretrain_seed{seed}.npz"] = _pretraining_dataset(
             tokenizer, args, seed
         ).take(args.steps)
     ids = "int16" if args.vocabulary_size <= 2**15 else "int32"
     for name, dataset in streams.items():
-        inputs, targets = _stream_arrays(dataset)
+        inputs, targets = [], []
+        for x, y, _ in dataset.as_numpy_iterator():
+            inputs.append(x["encoder_token_ids"])
+            targets.append(y)
         np.savez_compressed(
             os.path.join(args.export_batches, name),
-            inputs=inputs.astype(ids),
-            targets=targets.astype(ids),
+            inputs=np.concatenate(inputs).astype(ids),
+            targets=np.concatenate(targets).astype(ids),
         )
-        print(f"wrote {name}: {len(inputs)} examples", flush=True)
+        print(f"wrote {name}: {sum(map(len, inputs))} examples", flush=True)
 
 
-def _stream_arrays(dataset):
-    """A finite pipeline's encoder ids and targets, concatenated."""
-    import numpy as np
-
-    inputs, targets = [], []
-    for x, y, _ in dataset.as_numpy_iterator():
-        inputs.append(x["encoder_token_ids"])
-        targets.append(y)
-    return np.concatenate(inputs), np.concatenate(targets)
+def _arm_name(objective, tau):
+    return "sc" if objective == "sc" else f"spactor_tau{tau}"
 
 
-def validation_metrics(model, tokenizer, args):
-    """SC loss on held-out text, how much of it the encoder explains, and
-    how alike the encoder's outputs are.
+def _measure(model, tokenizer, args):
+    from keras_spactor.evaluation import validation_metrics
 
-    `encoder_use` is the held-out SC loss with every example's encoder
-    inputs swapped for another example's, minus the real loss: 0 when the
-    decoder predicts the spans from its own prefix alone (a language model
-    of the targets that ignores the encoder), growing as the decoder reads
-    the context around each sentinel.
-
-    `encoder_token_cosine` is the mean cosine between each token's encoder
-    output and the mean output over the batch: near 0 when tokens keep
-    their identity, near 1 when the encoder maps everything to one
-    direction (a collapsed encoder that fine-tuning must first undo).
-    """
-    import numpy as np
-    from keras import ops
-
-    from keras_spactor.data import model_batch_arrays
-
-    if args.batches:
-        inputs, targets = _load_batches(args, "validation.npz")
-    else:
-        inputs, targets = _stream_arrays(_validation_batches(tokenizer, args))
-    size = args.batch_size
-    x, y, weights = model_batch_arrays(inputs, targets)
-
-    def sc_loss(x):
-        return model.evaluate(
-            x,
-            y,
-            sample_weight=weights,
-            batch_size=size,
-            verbose=0,
-            return_dict=True,
-        )["sc_loss"]
-
-    loss = sc_loss(x)
-    # Each example's targets with the next example's encoder inputs.
-    rolled = dict(x)
-    for key in ("encoder_token_ids", "encoder_padding_mask"):
-        rolled[key] = np.roll(x[key], 1, axis=0)
-    rolled_loss = sc_loss(rolled)
-    first = {k: ops.convert_to_tensor(v[:size]) for k, v in x.items()}
-    outputs = model.backbone(first)
-    hidden = ops.convert_to_numpy(outputs["encoder_sequence_output"])
-    tokens = hidden[x["encoder_padding_mask"][:size]]
-    tokens = tokens.astype("float64")
-    mean = tokens.mean(axis=0)
-    cosines = (
-        tokens
-        @ mean
-        / (np.linalg.norm(tokens, axis=1) * np.linalg.norm(mean) + 1e-12)
-    )
-    return {
-        "validation_sc_loss": loss,
-        "encoder_use": rolled_loss - loss,
-        "encoder_token_cosine": float(cosines.mean()),
-    }
+    return validation_metrics(model, held_out_batches(tokenizer, args))
 
 
-def _new_model(args, vocabulary, seed, tau):
+def random_init(seed, tokenizer, args, out):
+    """The untrained model of this seed (the one each run of the seed
+    starts from), saved as a preset."""
     import keras
-    import keras_hub
 
-    import keras_spactor
+    from keras_spactor import SpacTorT5
 
     keras.utils.set_random_seed(seed)
-    tokenizer = keras_hub.models.T5Tokenizer(proto=vocabulary)
-    model = keras_spactor.SpacTorT5.from_preset(
-        args.preset, tokenizer=tokenizer, seed=seed, tau=tau
-    )
-    return model, tokenizer
-
-
-def random_init(seed, vocabulary, args, out):
-    """The untrained model of this seed, saved as a preset."""
-    model, tokenizer = _new_model(args, vocabulary, seed, tau=0)
-    model.compile(optimizer="adamw")
+    model = SpacTorT5.from_preset(args.preset, tokenizer=tokenizer, seed=seed)
     preset = os.path.join(out, f"random_seed{seed}")
     model.save_to_preset(preset)
     return {
@@ -478,93 +472,136 @@ def random_init(seed, vocabulary, args, out):
         "train_flops": 0,
         "train_seconds": 0.0,
         "preset": preset,
-        **validation_metrics(model, tokenizer, args),
+        **_measure(model, tokenizer, args),
     }
 
 
-def pretrain(name, tau, seed, vocabulary, args, out, keep):
-    """Train N steps; save presets at N/2 and N; `keep` each checkpoint's
-    row."""
-    import keras
-
+def pretraining_config(objective, tau, seed, vocabulary, args, out):
+    """The `PretrainingConfig` of one arm and seed: checkpoints at N/2 and
+    N, the package's optimizer recipe."""
     import keras_spactor
-    from keras_spactor.data import model_batch_arrays
 
-    model, tokenizer = _new_model(args, vocabulary, seed, tau)
-    if args.optimizer == "adafactor":
-        # T5's recipe: a constant rate with Adafactor's relative steps.
-        optimizer = keras.optimizers.Adafactor(args.learning_rate)
-    else:
-        # Warmup over a tenth of the run, then cosine decay to a tenth:
-        # the same schedule for every arm. (Without warmup, 2e-3 from the
-        # first step collapses the encoder's outputs onto one direction
-        # faster.)
-        schedule = keras.optimizers.schedules.CosineDecay(
-            0.0,
-            args.steps,
-            alpha=0.1,
-            warmup_target=args.learning_rate,
-            warmup_steps=max(1, args.steps // 10),
-        )
-        optimizer = keras.optimizers.AdamW(schedule)
-    model.compile(optimizer=optimizer)
-    if args.batches:
-        arrays = model_batch_arrays(
-            *_load_batches(args, f"pretrain_seed{seed}.npz")
-        )
-        targets_length = arrays[1].shape[1]
-    else:
-        from keras_spactor.data import span_corruption_lengths
-
-        dataset = _pretraining_batches(tokenizer, args, seed)
-        targets_length = span_corruption_lengths(args.inputs_length)[1]
-    progress = keras_spactor.callbacks.TrainingProgress.for_model(
-        model, args.batch_size, args.inputs_length, targets_length
+    return keras_spactor.PretrainingConfig(
+        preset=args.preset,
+        data=args.batches or ",".join(args.corpus),
+        vocabulary=vocabulary,
+        output_dir=os.path.join(
+            out, "pretraining", f"{_arm_name(objective, tau)}_seed{seed}"
+        ),
+        steps=args.steps,
+        tau=tau,
+        batch_size=args.batch_size,
+        inputs_length=args.inputs_length,
+        seed=seed,
+        optimizer=args.optimizer,
+        learning_rate=args.learning_rate,
+        schedule=args.schedule,
+        warmup_steps=args.warmup_steps,
+        mixed_precision=args.mixed_precision,
+        checkpoint_every=args.steps // 2,
     )
-    for checkpoint in (args.steps // 2, args.steps):
-        start = time.time()
-        if args.batches:
-            rows_done = slice(
-                progress.step * args.batch_size, checkpoint * args.batch_size
-            )
-            x, y, weights = (
-                {k: v[rows_done] for k, v in arrays[0].items()},
-                arrays[1][rows_done],
-                arrays[2][rows_done],
-            )
-            model.fit(
-                x,
-                y,
-                sample_weight=weights,
-                batch_size=args.batch_size,
-                epochs=1,
-                shuffle=False,
-                verbose=0,
-                callbacks=[progress],
-            )
-        else:
-            model.fit(
-                # The stream is deterministic: skip what was consumed.
-                dataset.skip(progress.step),
-                steps_per_epoch=checkpoint - progress.step,
-                epochs=1,
-                verbose=0,
-                callbacks=[progress],
-            )
-        preset = os.path.join(out, f"{name}_seed{seed}_step{checkpoint}")
+
+
+def pretrain(objective, tau, seed, vocabulary, tokenizer, args, out, keep):
+    """Pre-train one arm; save presets at N/2 and N; `keep` each one's
+    row."""
+    config = pretraining_config(objective, tau, seed, vocabulary, args, out)
+    if args.batches:
+        checkpoints = _pretrain_from_arrays(config, tokenizer, args)
+    else:
+        checkpoints = _pretrain_with_run(config, tokenizer)
+    for steps, model, train_flops, seconds in checkpoints:
+        name = f"{_arm_name(objective, tau)}_seed{seed}_step{steps}"
+        preset = os.path.join(out, name)
         model.save_to_preset(preset)
         row = {
-            "objective": name,
+            "objective": objective,
             "tau": tau,
             "seed": seed,
-            "steps": checkpoint,
-            "train_flops": progress.train_flops,
-            "train_seconds": round(time.time() - start, 1),
+            "steps": steps,
+            "train_flops": train_flops,
+            "train_seconds": seconds,
             "preset": preset,
-            **validation_metrics(model, tokenizer, args),
+            **_measure(model, tokenizer, args),
         }
         print(json.dumps(row), flush=True)
         keep(row)
+
+
+def _pretrain_with_run(config, tokenizer):
+    """`(steps, model, train FLOPs, seconds)` at N/2 and N, from one
+    `PretrainingRun` whose checkpoints fall at N/2 and N: the one kept
+    before the last is the model at N/2."""
+    import keras
+
+    import keras_spactor
+    from keras_spactor.callbacks.atomic_checkpoint import previous_path
+
+    run = keras_spactor.PretrainingRun(config)
+    summary = run.run()
+    half = keras.saving.load_model(previous_path(run.checkpoint_path))
+    half.tokenizer = tokenizer
+    steps = int(keras.ops.convert_to_numpy(half.optimizer.iterations))
+    if steps != config.steps // 2:
+        raise RuntimeError(f"the checkpoint before the last is at {steps}")
+    yield steps, half, _flops_at(summary, steps), None
+    yield (
+        config.steps,
+        run.model,
+        summary["train_flops"],
+        summary["wall_time_s"],
+    )
+
+
+def _flops_at(summary, steps):
+    """Training FLOPs of a run's first `steps` steps, from its summary."""
+    tau, flops = summary["tau"], summary["flops_per_step"]
+    hybrid = steps if tau is None else min(steps, tau)
+    return (
+        hybrid * flops["hybrid"] + (steps - hybrid) * flops["span_corruption"]
+    )
+
+
+def _pretrain_from_arrays(config, tokenizer, args):
+    """The same run on --batches' arrays, where TensorFlow (which
+    `PretrainingRun` reads its data with) is not installed: the model,
+    optimizer and switch as the run makes them, `fit` on numpy arrays."""
+    import keras
+
+    from keras_spactor import SpacTorT5
+    from keras_spactor.callbacks import TauScheduler
+    from keras_spactor.callbacks import TrainingProgress
+    from keras_spactor.data import model_batch_arrays
+    from keras_spactor.pretraining_run import make_optimizer
+
+    keras.utils.set_random_seed(config.seed)
+    model = SpacTorT5.from_preset(
+        config.preset, tokenizer=tokenizer, seed=config.seed
+    )
+    model.compile(optimizer=make_optimizer(config))
+    x, y, weights = model_batch_arrays(
+        *_load_batches(args, f"pretrain_seed{config.seed}.npz")
+    )
+    tau = TauScheduler(config.tau, total_steps=config.steps)
+    size = config.batch_size
+    progress = TrainingProgress.for_model(
+        model, size, config.inputs_length, y.shape[1]
+    )
+    for steps in (config.steps // 2, config.steps):
+        start = time.time()
+        # The arrays are the stream in order: skip what was trained on.
+        rows = slice(progress.step * size, steps * size)
+        model.fit(
+            {k: v[rows] for k, v in x.items()},
+            y[rows],
+            sample_weight=weights[rows],
+            batch_size=size,
+            epochs=1,
+            shuffle=False,
+            verbose=0,
+            callbacks=[tau, progress],
+        )
+        yield steps, model, progress.train_flops, round(time.time() - start, 1)
 
 
 def _accuracy_key(task, decoder):
@@ -585,16 +622,16 @@ def _probe_key(task):
     return f"{task}_probe_accuracy"
 
 
-def probe(row, args):
+def probe(row, args, tasks):
     """Add each task's linear-probe accuracy (frozen encoder, the same
     labelled examples as fine-tuning) to the row."""
-    from keras_spactor.linear_probe import linear_probe
+    from keras_spactor.evaluation import linear_probe
 
-    for task, (train, evaluation) in TASKS.items():
+    for task, (train, evaluation) in tasks.items():
         metrics = linear_probe(
             row["preset"],
-            os.path.join(args.downstream, train),
-            os.path.join(args.downstream, evaluation),
+            train,
+            evaluation,
             max_train_examples=args.finetune_examples,
             max_evaluation_examples=args.evaluation_examples,
         )
@@ -602,19 +639,19 @@ def probe(row, args):
         row[f"{task}_majority"] = metrics["majority_accuracy"]
 
 
-def downstream(row, args, out):
+def downstream(row, args, tasks, out):
     """Probe and fine-tune the row's preset on every task, each way in
     `args.decoders`; add the accuracies to it."""
-    from keras_spactor.finetune import finetune
+    from keras_spactor.evaluation import finetune
 
-    probe(row, args)
+    probe(row, args, tasks)
     for decoder in args.decoders:
-        for task, (train, evaluation) in TASKS.items():
+        for task, (train, evaluation) in tasks.items():
             name = f"{os.path.basename(row['preset'])}_{task}_{decoder}"
             metrics = finetune(
                 row["preset"],
-                os.path.join(args.downstream, train),
-                os.path.join(args.downstream, evaluation),
+                train,
+                evaluation,
                 os.path.join(out, "finetune", name),
                 steps=args.finetune_steps,
                 learning_rate=args.finetune_learning_rate,
@@ -632,12 +669,11 @@ def downstream(row, args, out):
 
 
 TRAINING_METRICS = ["validation_sc_loss", "encoder_use", "encoder_token_cosine"]
-TASK_NAMES = {"sst2": "SST-2", "trec": "TREC"}
 # Each accuracy a row can hold -> its task.
-METRIC_TASKS = {_accuracy_key(t, d): t for d in DECODERS for t in TASKS}
-METRIC_TASKS.update({_probe_key(t): t for t in TASKS})
+METRIC_TASKS = {_accuracy_key(t, d): t for d in DECODERS for t in TASK_FILES}
+METRIC_TASKS.update({_probe_key(t): t for t in TASK_FILES})
 # Every metric a row can hold, in report order, and its column name.
-FIT_METRICS = [_train_accuracy_key(t, d) for d in DECODERS for t in TASKS]
+FIT_METRICS = [_train_accuracy_key(t, d) for d in DECODERS for t in TASK_FILES]
 METRICS = TRAINING_METRICS + list(METRIC_TASKS) + FIT_METRICS
 METRIC_NAMES = {
     "validation_sc_loss": "val SC loss",
@@ -647,14 +683,14 @@ METRIC_NAMES = {
         _accuracy_key(t, d): f"{TASK_NAMES[t]} acc"
         + (" (fresh decoder)" if d == "fresh" else "")
         for d in DECODERS
-        for t in TASKS
+        for t in TASK_FILES
     },
-    **{_probe_key(t): f"{TASK_NAMES[t]} probe" for t in TASKS},
+    **{_probe_key(t): f"{TASK_NAMES[t]} probe" for t in TASK_FILES},
     **{
         _train_accuracy_key(t, d): f"{TASK_NAMES[t]} train acc"
         + (" (fresh decoder)" if d == "fresh" else "")
         for d in DECODERS
-        for t in TASKS
+        for t in TASK_FILES
     },
 }
 
@@ -876,10 +912,12 @@ def _read_rows(path):
 
 
 def report(rows, args, minutes=None):
-    finetuned = [r for r in rows if f"{next(iter(TASKS))}_majority" in r]
-    majority = (
-        {t: finetuned[0][f"{t}_majority"] for t in TASKS} if finetuned else {}
-    )
+    majority = {
+        task: row[f"{task}_majority"]
+        for row in rows
+        for task in TASK_FILES
+        if f"{task}_majority" in row
+    }
     table = summarize(rows)
     differences = paired_differences(rows, comparisons(args))
     with open(os.path.join(args.output_dir, "results.json"), "w") as f:
@@ -911,40 +949,40 @@ def main(argv=None):
     if args.report_only:
         report(_read_rows(rows_path), args)
         return
+    check_inputs(args)
+    tasks = task_files(args.downstream)
     if args.probe_only:
         rows = _read_rows(rows_path)
         for row in rows:
-            if _probe_key(next(iter(TASKS))) not in row:
-                probe(row, args)
+            if _probe_key(next(iter(tasks))) not in row:
+                probe(row, args, tasks)
                 _append(rows_path, row)
         report(rows, args)
         return
-    needed = [args.batches] if args.batches else list(args.corpus)
-    if not args.export_batches:
-        needed.append(args.downstream)
-    for path in needed:
-        if not os.path.isdir(path):
-            raise SystemExit(f"reproduce_paper: {path} does not exist")
     out = args.output_dir
+    if os.path.exists(rows_path) and not args.export_batches:
+        raise SystemExit(
+            f"reproduce_paper: {out} already holds a run (rows.jsonl): "
+            "choose another --output-dir, or pass --report-only"
+        )
     os.makedirs(out, exist_ok=True)
     if args.task_text and not args.batches:
-        task_text = os.path.join(out, "task_text")
-        args.corpus = [
-            *args.corpus,
-            write_task_text(args.downstream, task_text),
-        ]
-    if args.export_batches:
-        export_batches(args)
-        return
-    if args.mixed_precision:
-        import keras
-
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    start = time.time()
+        task_text = write_task_text(tasks, os.path.join(out, "task_text"))
+        args.corpus = [*args.corpus, task_text]
     if args.batches:
         vocabulary = os.path.join(args.batches, VOCABULARY)
     else:
         vocabulary = corpus_vocabulary(args)
+    if args.export_batches:
+        export_batches(args, vocabulary, tasks)
+        return
+    import keras
+    import keras_hub
+
+    if args.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    tokenizer = keras_hub.models.T5Tokenizer(proto=vocabulary)
+    start = time.time()
     rows = []
 
     def keep(row):
@@ -954,13 +992,14 @@ def main(argv=None):
     for seed in args.seeds:
         # Each row is kept as soon as it exists: a run cut short (a time
         # limit on a rented machine) still reports what it finished.
-        keep(random_init(seed, vocabulary, args, out))
-        pretrain("sc", 0, seed, vocabulary, args, out, keep)
-        for tau in args.tau:
-            pretrain("spactor", tau, seed, vocabulary, args, out, keep)
+        keep(random_init(seed, tokenizer, args, out))
+        for objective, tau in [("sc", 0)] + [("spactor", t) for t in args.tau]:
+            pretrain(
+                objective, tau, seed, vocabulary, tokenizer, args, out, keep
+            )
     pretrain_minutes = (time.time() - start) / 60
     for row in _finetune_order(rows):
-        downstream(row, args, args.output_dir)
+        downstream(row, args, tasks, out)
         _append(rows_path, row)
     minutes = {
         "pretraining": pretrain_minutes,
