@@ -117,7 +117,7 @@ class SpacTorT5Preprocessor(keras_hub.models.Preprocessor):
     preprocessor = keras_spactor.models.SpacTorT5Preprocessor(
         tokenizer, inputs_length=128
     )
-    preprocessor.targets_length  # 30
+    preprocessor.targets_length  # 29
     preprocessor.num_sentinels  # 100
     model = keras_spactor.SpacTorT5.from_preset(
         "spactor_t5_tiny", preprocessor=preprocessor
