@@ -240,6 +240,7 @@ plt.show()
 - At toy sizes and a handful of steps the curves are noise. For the paper's
   claim at small scale (SpacTor at N/2 steps against SC at N steps, on
   SST-2 and TREC accuracy, averaged over seeds), run
-  `python tools/reproduce_paper.py` (about an hour on CPUs) and rerun this
-  guide: it then plots `runs/reproduce/results.json`.
+  `python tools/reproduce_paper.py --downstream DIR` (DIR: SST-2's and
+  TREC's `label<TAB>text` files, see its `--help`; about an hour on CPUs)
+  and rerun this guide: it then plots `runs/reproduce/results.json`.
 """
