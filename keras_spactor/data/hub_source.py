@@ -53,6 +53,7 @@ from urllib.parse import unquote
 
 import tensorflow as tf
 
+from keras_spactor.data.document_lines import documents_of_lines
 from keras_spactor.data.hub_shard_cache import HubShardCache
 
 INSTALL_LINE = 'an `hf:` source needs: pip install "keras-spactor[hub]"'
@@ -258,8 +259,6 @@ class HubSource:
             retries, or a bad line, fails the iteration with an error
             whose message names the shard.
         """
-        from keras_spactor.data.sources import _documents_of_lines
-
         paths = self.shards(split)
         cache = HubShardCache(
             self.repo_id,
@@ -308,7 +307,7 @@ class HubSource:
 
         def parse(names, is_jsonl, numbers, lines):
             documents = tf.py_function(
-                _documents_of_lines,
+                documents_of_lines,
                 [names, is_jsonl, numbers, lines],
                 tf.string,
             )

@@ -18,13 +18,14 @@ A source is given as a spec:
 """
 
 import gzip
-import json
 import os
 
 import tensorflow as tf
 
 from keras_spactor import file_paths
 from keras_spactor.data.builtin_corpus import builtin_corpus_documents
+from keras_spactor.data.document_lines import documents_of_lines
+from keras_spactor.data.document_lines import parse_jsonl_line
 
 _JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz")
 _TEXT_SUFFIXES = (".txt", ".txt.gz")
@@ -183,22 +184,6 @@ def _open_lines(path):
             yield line_number, line.decode("utf-8", errors="replace")
 
 
-def _parse_jsonl_line(path, line_number, line):
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ValueError(
-            f"{path}, line {line_number}: not valid JSON ({e.msg})."
-        ) from None
-    if not isinstance(record, dict) or "text" not in record:
-        raise ValueError(
-            f'{path}, line {line_number}: the JSON object has no "text" field.'
-        )
-    if not isinstance(record["text"], str):
-        raise ValueError(f'{path}, line {line_number}: "text" is not a string.')
-    return record["text"]
-
-
 def iter_file_documents(files):
     """Yields the documents of JSONL(.gz) and text files as Python strings.
 
@@ -213,24 +198,9 @@ def iter_file_documents(files):
                 if not line.strip():
                     yield ""  # A blank line: an empty document, counted.
                     continue
-                yield _parse_jsonl_line(path, line_number, line)
+                yield parse_jsonl_line(path, line_number, line)
             else:
                 yield line.rstrip("\r\n")
-
-
-def _documents_of_lines(paths, is_jsonl, numbers, lines):
-    """`iter_file_documents`'s rule for a batch of lines, as UTF-8 bytes."""
-    documents = []
-    for path, jsonl, number, line in zip(
-        paths.numpy(), is_jsonl.numpy(), numbers.numpy(), lines.numpy()
-    ):
-        text = line.decode("utf-8", errors="replace")
-        if jsonl and text.strip():
-            text = _parse_jsonl_line(path.decode(), int(number), text)
-        elif jsonl:
-            text = ""  # A blank line: an empty document, counted.
-        documents.append(text.encode("utf-8"))
-    return tf.constant(documents, dtype=tf.string)
 
 
 def file_documents_dataset(files):
@@ -260,7 +230,7 @@ def file_documents_dataset(files):
 
     def parse(paths, jsonl, numbers, lines):
         documents = tf.py_function(
-            _documents_of_lines, [paths, jsonl, numbers, lines], tf.string
+            documents_of_lines, [paths, jsonl, numbers, lines], tf.string
         )
         return tf.ensure_shape(documents, [None])
 
