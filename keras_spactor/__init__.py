@@ -3,13 +3,17 @@
 Names are imported on first use (`keras_spactor.SpacTorT5`, `from
 keras_spactor import data`): `import keras_spactor` alone loads neither
 TensorFlow, Keras nor JAX, so that the `keras-spactor` command quiets
-their start-up output before they load (`_cli_startup.py`). SpacTor's
-layers are registered with Keras when first used: to read a `.keras` file
-that holds them, use `keras_spactor.SpacTorT5` (or import
-`keras_spactor.models`) first.
+their start-up output before they load (`_cli_startup.py`).
+
+SpacTor's Keras objects (the model, its layers, preprocessor, schedule and
+activation) are registered with Keras, so that `keras.saving.load_model`
+and keras-hub's `from_preset` find them, when `keras_spactor` is imported
+after Keras (`import keras` first, as isort orders imports) or when any
+of its names is first used.
 """
 
 import importlib
+import sys
 
 __version__ = "0.1.0"
 
@@ -37,12 +41,25 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
+# The modules that register Keras objects on import.
+_REGISTERING_MODULES = (
+    "models",
+    "schedules",
+    "interchange.activations",
+)
+
+
+def _register_keras_objects():
+    for module in _REGISTERING_MODULES:
+        importlib.import_module(f"keras_spactor.{module}")
+
 
 def __getattr__(name):
     if name not in _EXPORTS:
         raise AttributeError(
             f"module 'keras_spactor' has no attribute {name!r}"
         )
+    _register_keras_objects()
     module, _, attribute = _EXPORTS[name].partition(":")
     value = importlib.import_module(f"keras_spactor.{module}")
     if attribute:
@@ -53,3 +70,9 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(_EXPORTS))
+
+
+# With Keras loaded already, registering costs no start-up time the CLI
+# could quiet (the CLI's entry point imports this package before Keras).
+if "keras" in sys.modules:
+    _register_keras_objects()

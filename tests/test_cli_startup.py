@@ -124,3 +124,31 @@ def test_lazy_names_are_complete():
     assert SpacTorT5 is from_models
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         keras_spactor.nope
+
+
+REGISTERED = """
+import json, sys
+{imports}
+from keras.saving import get_registered_object
+names = ["SpacTorT5", "InverseSquareRootSchedule", "gelu_approximate"]
+print(json.dumps(
+    [get_registered_object("keras_spactor>" + n) is not None for n in names]
+))
+"""
+
+
+@pytest.mark.parametrize(
+    "imports, registered",
+    [
+        # isort's order: a `.keras` file or preset loads with no name used.
+        ("import keras\nimport keras_spactor", True),
+        # Keras loaded later: the names register on first use.
+        ("import keras_spactor\nimport keras", False),
+        ("import keras_spactor\nimport keras\nkeras_spactor.data", True),
+    ],
+)
+def test_keras_finds_spactors_objects_once_both_are_imported(
+    imports, registered
+):
+    found, _ = _python(REGISTERED.format(imports=imports))
+    assert found == [registered] * 3
