@@ -57,7 +57,10 @@ def distributed_runs(tmp_path_factory):
     """
     log_dir = str(tmp_path_factory.mktemp("distributed_runs"))
     flags = {
-        "jax": {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"},
+        "jax": {
+            "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
+            + " --xla_force_host_platform_device_count=8"
+        },
         "tensorflow": {},
     }
     backend = keras.backend.backend()

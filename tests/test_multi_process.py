@@ -68,7 +68,8 @@ def _start(arguments, devices, log):
         os.environ,
         KERAS_BACKEND="jax",
         JAX_PLATFORMS="cpu",
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+        + f" --xla_force_host_platform_device_count={devices}",
         TF_CPP_MIN_LOG_LEVEL="2",
     )
     with open(log, "w") as out:  # a file: no run blocks on a full pipe
