@@ -2,7 +2,7 @@
 Title: Pre-training T5 with SpacTor on a TPU
 Author: keras-spactor contributors
 Date created: 2026/11/26
-Last modified: 2026/11/26
+Last modified: 2026/12/05
 Description: Pre-train a T5 encoder-decoder on C4 with SpacTor's hybrid objective and two-stage curriculum, then load it with keras-hub.
 Accelerator: TPU
 """
@@ -26,10 +26,12 @@ the steps and about 40% fewer FLOPs.
 This guide pre-trains such a model with `keras_spactor`, a Keras 3 library
 built on keras-hub's `T5Backbone`:
 
-1. connect to a TPU (or fall back to the default device),
-2. stream C4 from the Hugging Face Hub as span-corruption batches,
-3. build a `SpacTorT5` from a preset and `fit` it with the `TauScheduler`
-   callback, logging to TensorBoard,
+1. stream C4 from the Hugging Face Hub as span-corruption batches,
+2. describe the run as a `PretrainingConfig`: a `SpacTorT5` from a preset,
+   spread over the TPU's cores, switched to plain span corruption by the
+   `TauScheduler` callback,
+3. train it with `PretrainingRun`, which checkpoints it (a disconnected
+   runtime resumes where it stopped) and logs to TensorBoard,
 4. save the result as a keras-hub preset and load it back with
    `keras_hub.models.T5Backbone` and `keras_hub.models.T5Seq2SeqLM`.
 
@@ -73,14 +75,10 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import keras
 import keras_hub
 
 import keras_spactor
-from keras_spactor.callbacks import TauScheduler
-from keras_spactor.callbacks import TrainingProgress
 from keras_spactor.data import span_corruption_lengths
-from keras_spactor.schedules import InverseSquareRootSchedule
 
 """
 ## Settings
@@ -91,8 +89,9 @@ recipe (Adafactor at 0.01 with an inverse square root schedule, inputs of
 512 tokens, batches of 128) for 100,000 steps, with the switch to plain
 span corruption at a quarter of the run. On Colab, keep the outputs where
 a disconnected runtime does not lose them: mount Google Drive and set
-`SPACTOR_GUIDE_OUTPUT=/content/drive/MyDrive/spactor` (the `keras-spactor`
-CLI also writes to `gs://` buckets).
+`SPACTOR_GUIDE_OUTPUT=/content/drive/MyDrive/spactor` (a `gs://` bucket
+works too). Every `CHECKPOINT_EVERY` steps the run saves its full state
+there; every `EVALUATE_EVERY` steps it measures held-out batches.
 """
 
 SMALL = os.environ.get("SPACTOR_GUIDE_SIZE", "small") == "small"
@@ -103,11 +102,13 @@ if SMALL:
     DATA = "builtin:python-docs"  # Python's own docs, no download
     BATCH_SIZE = 4
     INPUTS_LENGTH = 64
-    STEPS, EPOCHS = 4, 2
+    STEPS = 4
     TAU = 2
     WARMUP_STEPS = 2
-    SHUFFLE_BUFFER = 64  # documents
-    STEPS_PER_EXECUTION = 1  # also how often TensorBoard logs
+    STEPS_PER_EXECUTION = 1
+    CHECKPOINT_EVERY = EVALUATE_EVERY = 2
+    VALIDATION_STEPS = 2  # held-out batches per evaluation
+    MIXED_PRECISION = False  # bfloat16 is for TPUs and GPUs
 else:
     PRESET = "spactor_t5_base"  # T5 v1.1 base shapes
     VOCABULARY = "t5_1.1_base"  # T5's SentencePiece model, from keras-hub
@@ -115,11 +116,14 @@ else:
     DATA = "hf:allenai/c4/en/c4-train.*.json.gz"
     BATCH_SIZE = 128
     INPUTS_LENGTH = 512
-    STEPS, EPOCHS = 100_000, 100
+    STEPS = 100_000
     TAU = 25_000
     WARMUP_STEPS = 10_000
-    SHUFFLE_BUFFER = 10_000
     STEPS_PER_EXECUTION = 100
+    CHECKPOINT_EVERY = 2_000
+    EVALUATE_EVERY = 5_000
+    VALIDATION_STEPS = 20  # from C4's own validation shards
+    MIXED_PRECISION = True
 
 TARGETS_LENGTH = span_corruption_lengths(INPUTS_LENGTH)[1]
 print(f"inputs {INPUTS_LENGTH} tokens -> targets {TARGETS_LENGTH} tokens")
@@ -128,47 +132,30 @@ print(f"inputs {INPUTS_LENGTH} tokens -> targets {TARGETS_LENGTH} tokens")
 ## Connect to the TPU
 
 `keras_spactor.distribution.distribute(BATCH_SIZE)` spreads training over
-every device the backend sees and returns the scope to build the model in.
-With JAX, Keras finds the TPU by itself: it sets a `DataParallel`
-distribution that splits each batch over the TPU's cores (or the local CPU
-or GPUs elsewhere; `mode="model"` also shards the large kernels, for models
-that do not fit one core). With TensorFlow, it connects to the TPU through
-`TPUClusterResolver` and returns a `TPUStrategy`'s scope (or a
-`MirroredStrategy`'s when there is no TPU). Call it before building the
-model.
-"""
+every device the backend sees and returns the scope to build the model in;
+the run below calls it for you (`distribution="data"`). With JAX, Keras
+finds the TPU by itself: it sets a `DataParallel` distribution that splits
+each batch over the TPU's cores (or the local CPU or GPUs elsewhere;
+`distribution="model"` with `model_shards` also shards the large kernels,
+for models that do not fit one core). With TensorFlow, it connects to the
+TPU through `TPUClusterResolver` and uses a `TPUStrategy` (or a
+`MirroredStrategy` when there is no TPU).
 
-scope = keras_spactor.distribution.distribute(BATCH_SIZE)
-
-"""
 ### On a pod slice
 
 A pod slice (v4-32, v5e-16, ...) has several hosts, and each runs this
 same program (`gcloud compute tpus tpu-vm ssh ... --worker=all`). With
-JAX, join them before anything else runs, then go on as above:
+JAX, join them before anything else runs, then go on as below with
+`OUTPUT_DIR` a folder every host sees (a `gs://` bucket):
 
 ```python
 keras_spactor.distribution.initialize_processes()  # the pod gives the rest
-scope = keras_spactor.distribution.distribute(BATCH_SIZE)
 ```
 
-Every host then builds the same `dataset` of global batches, and Keras
-hands each host's devices its rows. Write files from one host only:
-TensorBoard and the like when `keras_spactor.distribution.is_chief()`.
-Saving a model runs collectives, so every host saves it, the others to a
-scratch folder:
-
-```python
-import tempfile
-
-chief = keras_spactor.distribution.is_chief()
-model.save_to_preset(PRESET_DIR if chief else tempfile.mkdtemp())
-```
-
-With TensorFlow, `TPUStrategy` reaches all hosts from here; give it one
-input pipeline per host with
-`keras_spactor.distribution.per_replica_dataset(strategy, make_dataset,
-BATCH_SIZE)` (`strategy = tf.distribute.get_strategy()` inside `scope`). `keras-spactor pretrain --multi-process` does all of this.
+Every host then reads the same global batches and hands its devices their
+rows; process 0 writes the run's files, and the others save their copies
+of each checkpoint (saving runs collectives) to a scratch folder of their
+own. `keras-spactor pretrain --multi-process` does the same from a shell.
 """
 
 """
@@ -211,6 +198,8 @@ spec is `hf:OWNER/NAME[@REVISION]/PATTERN[?field=FIELD]`. If you have C4
 built with TensorFlow Datasets, `"tfds:c4/en"` reads it (set
 `TFDS_DATA_DIR`, e.g. `gs://<your-bucket>/tensorflow_datasets`); building
 it yourself means ~7 TB of Common Crawl and an Apache Beam job.
+
+A first batch, unshuffled (the run shuffles documents and examples):
 """
 
 dataset = keras_spactor.data.pretraining_dataset(
@@ -218,8 +207,7 @@ dataset = keras_spactor.data.pretraining_dataset(
     tokenizer,
     batch_size=BATCH_SIZE,
     inputs_length=INPUTS_LENGTH,
-    seed=0,
-    shuffle_buffer=SHUFFLE_BUFFER,
+    shuffle_buffer=None,
 )
 x, y, sample_weight = next(iter(dataset))
 print({key: tuple(value.shape) for key, value in x.items()})
@@ -227,79 +215,89 @@ print("encoder input:", tokenizer.detokenize(x["encoder_token_ids"][0]))
 print("target:", tokenizer.detokenize(y[0]))
 
 """
-## The model
+## The run
 
-`SpacTorT5.from_preset` builds a randomly initialised T5 v1.1 shape
-(`spactor_t5_{tiny,small,base,large}`) with its generator (a quarter of the
-encoder's layers, sharing the token embedding) and the RTD head. Build and
-compile it inside `scope`: with TensorFlow, the strategy's scope puts its
-variables on the TPU; with JAX, the distribution set above places them.
+`PretrainingConfig` holds every setting of a run (they are the options of
+`keras-spactor pretrain`, and are checked here: a bad one raises
+`keras_spactor.ConfigError` naming it). `PretrainingRun` then does what a
+hand-written loop would, and what a long run needs besides:
 
-The small run uses `spactor_t5_nano` (2+2 layers, width 64). The
-tokenizer gives the vocabulary size and the mask id (its `<mask>` piece).
+- it builds `SpacTorT5.from_preset(PRESET, tokenizer=...)` (a randomly
+  initialised T5 v1.1 shape with its generator, a quarter of the
+  encoder's layers sharing the token embedding, and the RTD head) and
+  compiles it with Adafactor and T5's inverse square root schedule, inside
+  the distribution's scope;
+- it trains with `TauScheduler(TAU)`, which switches from the hybrid
+  objective to plain span corruption at optimizer step `TAU` inside the
+  compiled train step (from then on the generator and RTD head neither run
+  nor receive updates), and `TrainingProgress`, which adds the learning
+  rate, the tokens seen and the training FLOPs to the logs;
+- it logs to TensorBoard (`logs/`), evaluates held-out batches every
+  `EVALUATE_EVERY` steps (`logs/validation`), and saves a checkpoint every
+  `CHECKPOINT_EVERY` steps with the input stream's position, so that
+  `resume=True` continues at the same step, stage and batch;
+- it stops at the first non-finite loss without saving the broken state,
+  and writes `preset/` and `summary.json` at the end.
+
+The same by hand, without checkpoints and resume:
+
+```python
+with keras_spactor.distribution.distribute(BATCH_SIZE):
+    model = keras_spactor.SpacTorT5.from_preset(PRESET, tokenizer=tokenizer)
+    model.compile(optimizer=keras.optimizers.Adafactor(
+        InverseSquareRootSchedule(peak=0.01, warmup_steps=WARMUP_STEPS)))
+progress = TrainingProgress.for_model(model, BATCH_SIZE, INPUTS_LENGTH)
+model.fit(dataset, epochs=..., steps_per_epoch=...,
+          callbacks=[TauScheduler(TAU), progress,
+                     keras.callbacks.TensorBoard(log_dir)])
+```
 """
 
-with scope:
-    model = keras_spactor.SpacTorT5.from_preset(
-        PRESET,
-        tokenizer=tokenizer,  # gives the vocabulary size and mask id
-        seed=0,
-    )
-    optimizer = keras.optimizers.Adafactor(
-        InverseSquareRootSchedule(peak=0.01, warmup_steps=WARMUP_STEPS)
-    )
-    model.compile(optimizer=optimizer, steps_per_execution=STEPS_PER_EXECUTION)
-model.summary()
-
-"""
-## Callbacks
-
-- `TauScheduler(TAU)` switches from the hybrid objective to plain span
-  corruption at optimizer step `TAU`. The switch happens inside the compiled
-  train step, and from then on the generator and RTD head neither run nor
-  receive optimizer updates.
-- `TrainingProgress` adds the learning rate, the tokens seen and the
-  cumulative training FLOPs (hybrid steps cost more than SC steps) to the
-  logs; put it before `TensorBoard` so TensorBoard records them.
-"""
-
-progress = TrainingProgress.for_model(
-    model, BATCH_SIZE, INPUTS_LENGTH, TARGETS_LENGTH
+run_dir = os.path.join(OUTPUT_DIR, "run")
+config = keras_spactor.PretrainingConfig(
+    preset=PRESET,
+    data=DATA,
+    vocabulary=VOCABULARY,
+    output_dir=run_dir,
+    steps=STEPS,
+    tau=TAU,
+    batch_size=BATCH_SIZE,
+    inputs_length=INPUTS_LENGTH,
+    optimizer="adafactor",
+    learning_rate=0.01,
+    schedule="rsqrt",
+    warmup_steps=WARMUP_STEPS,
+    mixed_precision=MIXED_PRECISION,
+    steps_per_execution=STEPS_PER_EXECUTION,
+    distribution="data",
+    checkpoint_every=CHECKPOINT_EVERY,
+    evaluate_every=EVALUATE_EVERY,
+    validation_steps=VALIDATION_STEPS,
 )
-print(
-    f"FLOPs per step: hybrid {progress.hybrid_step_flops:.3g}, "
-    f"SC {progress.sc_step_flops:.3g}"
-)
-log_dir = os.path.join(OUTPUT_DIR, "logs")
-callbacks = [
-    TauScheduler(TAU),
-    progress,
-    keras.callbacks.TensorBoard(log_dir, update_freq=STEPS_PER_EXECUTION),
-]
 
 """
 ## Training
 
-One `fit` call runs both stages. The losses in the logs are `sc_loss`,
-`mlm_loss` (generator) and `rtd_loss` (encoder as discriminator); the last
-two drop to zero after the switch.
+The losses in the logs are `sc_loss`, `mlm_loss` (generator) and
+`rtd_loss` (encoder as discriminator); the last two are left out of the
+epochs after the switch. After a disconnection, run the notebook again:
+the run finds its checkpoint in `run_dir` and resumes from it (a finished
+run raises `keras_spactor.RunFinishedError`; raise `STEPS` to extend it).
 """
 
-history = model.fit(
-    dataset,
-    epochs=EPOCHS,
-    steps_per_epoch=STEPS // EPOCHS,
-    callbacks=callbacks,
-    verbose=2,
-)
-print(f"Trained {progress.step} steps, {progress.train_flops:.3g} FLOPs")
+resume = os.path.exists(os.path.join(run_dir, "checkpoint.keras"))
+run = keras_spactor.PretrainingRun(config, resume=resume)
+summary = run.run()
+model = run.model
+print(f"Trained {summary['steps']} steps, {summary['train_flops']:.3g} FLOPs")
+print("Held-out:", summary["validation"])
 
 """
 In a Colab notebook, watch the run with TensorBoard:
 """
 
 """shell
-tensorboard --logdir runs/guides/logs
+tensorboard --logdir runs/guides/run/logs
 """
 
 """
@@ -307,7 +305,8 @@ tensorboard --logdir runs/guides/logs
 
 `save_to_preset` writes a regular keras-hub T5 preset (config, weights and
 tokenizer) plus two extra files that let `SpacTorT5.from_preset` resume
-pre-training with the generator and heads. keras-hub ignores those.
+pre-training with the generator and heads. keras-hub ignores those. The
+run wrote one in `run_dir/preset`; the fine-tuning guide reads this one.
 """
 
 preset_dir = os.path.join(OUTPUT_DIR, "preset")
@@ -335,6 +334,6 @@ print(seq2seq.generate(prompt, max_length=8))
 
 - Fine-tune the preset: `keras-spactor finetune --preset
   runs/guides/preset ...` or the fine-tuning guide.
-- Compare with plain span corruption (`TauScheduler(0)`): see the guide
-  *What the tau curriculum buys*.
+- Compare with plain span corruption (`tau=0`): see the guide *What the
+  tau curriculum buys*.
 """

@@ -129,7 +129,8 @@ def run_guide(name, tmp_path, **extra_env):
 def test_pretraining_then_finetuning_guides_run(tmp_path):
     output, stdout = run_guide("pretraining_t5_with_spactor", tmp_path)
     assert "Trained 4 steps" in stdout
-    assert list((output / "logs").rglob("events.out.tfevents.*"))
+    assert list((output / "run" / "logs").rglob("events.out.tfevents.*"))
+    assert list((output / "run" / "logs" / "validation").iterdir())
     import keras_hub
 
     backbone = keras_hub.models.T5Backbone.from_preset(str(output / "preset"))
