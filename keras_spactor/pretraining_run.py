@@ -145,7 +145,7 @@ class PretrainingRun:
             write_run_config(
                 config.output_dir, config.to_dict(tau_step=tau.resolve())
             )
-        return self._fit(tokenizer, tau, done, chief)
+        return self._fit(tau, done, chief)
 
     def _check(self, chief):
         """Every cheap check before any long work; returns the saved
@@ -236,13 +236,20 @@ class PretrainingRun:
     def _model(self, tokenizer):
         """The compiled model: from the checkpoint, or a new one."""
         from keras_spactor.models import SpacTorT5
+        from keras_spactor.models import SpacTorT5Preprocessor
 
+        preprocessor = SpacTorT5Preprocessor(
+            tokenizer, inputs_length=self.config.inputs_length
+        )
         if self.resume:
             model = self._load_checkpoint()
-            model.tokenizer = tokenizer
+            if model.preprocessor is None:  # saved before models held one
+                model.preprocessor = preprocessor
             return model
         model = SpacTorT5.from_preset(
-            self.config.preset, tokenizer=tokenizer, seed=self.config.seed
+            self.config.preset,
+            preprocessor=preprocessor,
+            seed=self.config.seed,
         )
         model.compile(
             optimizer=make_optimizer(self.config),
@@ -270,36 +277,34 @@ class PretrainingRun:
                 f"damaged ({type(error).__name__}: {reason}){hint}"
             ) from None
 
-    def _dataset(self, tokenizer):
+    def _dataset(self):
         """The training batches (an endless `tf.data.Dataset`)."""
         from keras_spactor import data
 
         config = self.config
         return data.pretraining_dataset(
             config.data,
-            tokenizer,
+            self.model.preprocessor,
             batch_size=config.batch_size,
-            inputs_length=config.inputs_length,
             seed=config.seed,
         )
 
-    def _validation_dataset(self, tokenizer):
+    def _validation_dataset(self):
         """The held-out batches: the same ones at every evaluation."""
         from keras_spactor import data
 
         config = self.config
         return data.pretraining_dataset(
             config.validation_source(),
-            tokenizer,
+            self.model.preprocessor,
             batch_size=config.batch_size,
-            inputs_length=config.inputs_length,
             seed=config.seed,
             split="validation",
             shuffle_buffer=None,
             repeat=False,
         ).take(config.validation_steps)
 
-    def _fit(self, tokenizer, tau, done, chief):
+    def _fit(self, tau, done, chief):
         """Trains from step `done`; writes the outputs; the summary."""
         from keras_spactor import data
 
@@ -315,7 +320,7 @@ class PretrainingRun:
         # The data position is saved with each checkpoint: a resume
         # restores it instead of reading the stream up to `done` again.
         batches = data.ResumableBatches(
-            self._dataset(tokenizer),
+            self._dataset(),
             os.path.join(config.output_dir, "data_state"),
             per_epoch,
             save=chief,
@@ -362,7 +367,7 @@ class PretrainingRun:
             logs = os.path.join(config.output_dir, "logs")
             callbacks.append(keras.callbacks.TensorBoard(logs, update_freq=10))
         if config.evaluate_every:
-            self.evaluation = self._evaluation(tokenizer, chief)
+            self.evaluation = self._evaluation(chief)
             callbacks.append(self.evaluation)
         # The guard before the saver: a broken state is never saved.
         callbacks += [guard, saver]
@@ -411,7 +416,7 @@ class PretrainingRun:
             shutil.rmtree(scratch, ignore_errors=True)
         return summary
 
-    def _evaluation(self, tokenizer, chief):
+    def _evaluation(self, chief):
         from keras_spactor.callbacks.held_out_evaluation import (
             HeldOutEvaluation,
         )
@@ -420,7 +425,7 @@ class PretrainingRun:
         if chief:
             log_dir = os.path.join(self.config.output_dir, "logs", "validation")
         return HeldOutEvaluation(
-            self._validation_dataset(tokenizer),
+            self._validation_dataset(),
             every=self.config.evaluate_every,
             log_dir=log_dir,
         )
