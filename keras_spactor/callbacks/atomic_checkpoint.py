@@ -17,7 +17,9 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     it replaces is kept as `previous_path(path)`, in case the newer one is
     damaged later. A failed write (a full disk) removes the temporary file,
     touches neither checkpoint and raises `CheckpointWriteError`. An epoch
-    whose loss is not finite is not saved.
+    whose loss is not finite is not saved. Keras's `ModelCheckpoint` and
+    `BackupAndRestore` write over their file in place, so a kill mid-write
+    can leave no whole state, and neither saves the data position.
 
     `path` may be a `gs://` URL. GCS has no rename, but writing or copying
     one object is atomic: the new checkpoint is uploaded as a temporary

@@ -1,5 +1,7 @@
 import keras
 
+from keras_spactor._keras_compat import callback_model
+
 
 class HeldOutEvaluation(keras.callbacks.Callback):
     """Measures held-out batches every `every` optimizer steps.
@@ -9,7 +11,9 @@ class HeldOutEvaluation(keras.callbacks.Callback):
     span-corruption loss, the encoder's use and its token cosine; the
     model's metric trackers are left alone, so the training logs are not
     disturbed), keeps the result in `results` and writes it to TensorBoard
-    in `log_dir`.
+    in `log_dir`. Not `fit`'s `validation_data`: Keras validates at epoch
+    ends only (`validation_freq` counts epochs, and a run's epochs are its
+    checkpoint intervals), and `evaluate` reports no encoder use.
 
     Args:
         dataset: finite held-out batches `(x, y, sample_weight)`, read
@@ -48,7 +52,7 @@ class HeldOutEvaluation(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         # Counted, not read from the optimizer: no sync on JAX but here.
         before = self._step
-        self._step += self._model.steps_per_execution
+        self._step += callback_model(self).steps_per_execution
         if self._step // self.every > before // self.every:
             self.evaluate()
 

@@ -1,5 +1,6 @@
 import keras
 
+from keras_spactor._keras_compat import callback_model
 from keras_spactor.callbacks.stage_progbar_logger import stage_logs
 
 
@@ -8,7 +9,8 @@ class RunLogger(keras.callbacks.Callback):
     tokens, FLOPs.
 
     The final logs are the last epoch's, without the stage-1 metrics when
-    that epoch ran no stage-1 step (see `stage_logs`).
+    that epoch ran no stage-1 step (see `stage_logs`). Keras's `History`
+    keeps every epoch's logs but not the switch, tokens or FLOPs.
 
     Args:
         progress: the run's `TrainingProgress` callback (step, FLOPs).
@@ -35,7 +37,9 @@ class RunLogger(keras.callbacks.Callback):
         self.epoch_start = self.progress.step
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = stage_logs(logs or {}, self.epoch_start, self._model.tau)
+        logs = stage_logs(
+            logs or {}, self.epoch_start, callback_model(self).tau
+        )
         self.last_logs = {k: float(v) for k, v in logs.items()}
 
     def summary(self, model, tau, wall_time):

@@ -1,5 +1,6 @@
 import keras
 
+from keras_spactor._keras_compat import callback_model
 from keras_spactor.models.term_metrics import HYBRID_ONLY_METRICS
 
 
@@ -66,4 +67,4 @@ class StageProgbarLogger(keras.callbacks.ProgbarLogger):
 
     def _shown(self, logs):
         # `_model`: no sync on JAX, `tau` is plain Python state.
-        return stage_logs(logs, self._epoch_start, self._model.tau)
+        return stage_logs(logs, self._epoch_start, callback_model(self).tau)
