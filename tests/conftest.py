@@ -6,9 +6,9 @@ import pytest
 
 # XLA's CPU compiler spends most of a tiny model's fit in LLVM's
 # optimisation passes: a 4-step fit took 25 s, 19 of them compiling its two
-# train steps; at optimisation level 0, 10 s, 6 of them compiling. The tests check values,
-# which these passes must not change, not speed. Set before JAX loads, and
-# inherited by the CLI runs the tests start;
+# train steps; at optimisation level 0, 10 s, 6 of them compiling. The
+# tests check values, which these passes must not change, not speed. Set
+# before JAX loads, and inherited by the CLI runs the tests start;
 # KERAS_SPACTOR_TEST_OPTIMIZED_XLA=1 keeps XLA's defaults.
 FAST_COMPILE_XLA_FLAGS = (
     "--xla_backend_optimization_level=0"
