@@ -1,16 +1,20 @@
-"""`keras-spactor pretrain`: SpacTor-T5 pre-training from the command line.
+"""`keras-spactor`: SpacTor-T5 pre-training, fine-tuning and export from
+the command line.
+
+`cli_parser` parses the options; each command here maps them onto the
+package (`PretrainingRun`, `evaluation.finetune`,
+`interchange.export_to_transformers`) and reports: the result as JSON,
+each error the package raises for a bad setting as one line naming the
+option, and exit status 2.
 
 The default run is offline: the tiny preset on the embedded corpus
 (`builtin:python-docs`) with a vocabulary trained and cached on first use.
 """
 
-import atexit
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 
 from keras_spactor import cli_output
 from keras_spactor import file_paths
@@ -22,15 +26,22 @@ def fail(message):
     raise SystemExit(2)
 
 
-def flag_names(message):
-    """A run's message with each setting it names in backticks
-    (`batch_size`) spelled as its option (--batch-size)."""
-    import dataclasses
+def flag_names(message, names=None):
+    """A message with each setting it names in backticks (`batch_size`)
+    spelled as its option (--batch-size).
 
-    from keras_spactor.pretraining_config import PretrainingConfig
+    Args:
+        message: str.
+        names: the setting names to spell as options; default: a
+            pre-training run's (`PretrainingConfig`'s fields and `resume`).
+    """
+    if names is None:
+        import dataclasses
 
-    names = {field.name for field in dataclasses.fields(PretrainingConfig)}
-    names.add("resume")
+        from keras_spactor.pretraining_config import PretrainingConfig
+
+        fields = dataclasses.fields(PretrainingConfig)
+        names = {field.name for field in fields} | {"resume"}
 
     def flag(match):
         name = match.group(1)
@@ -172,16 +183,6 @@ def pretrain(args):
     return summary
 
 
-def _ties_embeddings(preset):
-    """Whether a keras-hub T5 preset directory ties its embeddings."""
-    try:
-        with open(os.path.join(preset, "config.json")) as f:
-            config = json.load(f)["config"]
-    except (OSError, ValueError, KeyError) as error:
-        fail(f"{preset}: no readable keras-hub config.json ({error})")
-    return bool(config.get("tie_embedding_weights", False))
-
-
 def run_export(args):
     from keras_spactor.interchange import export_to_transformers
 
@@ -202,77 +203,40 @@ def run_export(args):
 
 
 def run_finetune(args):
-    from keras_spactor.evaluation import finetuning as finetune
-    from keras_spactor.labelled_data import labelled_file
+    """`keras-spactor finetune`: `evaluation.finetune` of the options, into
+    an --output-dir that holds no results yet; each setting or labelled
+    source it cannot use is one line and exit status 2."""
+    from keras_spactor.evaluation import FinetuningInputError
+    from keras_spactor.evaluation import finetune
 
     if not os.path.isdir(args.preset):
         fail(f"preset directory {args.preset!r} does not exist")
     output_dir = args.output_dir
     if file_paths.exists(output_dir) and file_paths.listdir(output_dir):
         fail(f"{output_dir} already holds results; choose another")
-    if args.learning_rate <= 0:
-        fail(f"--learning-rate must be positive, got {args.learning_rate}")
-    if not 0 <= args.dropout < 1:
-        fail(f"--dropout must be in [0, 1), got {args.dropout}")
-    if args.decoder == "fresh" and _ties_embeddings(args.preset):
-        fail(
-            f"--decoder fresh: {args.preset} ties its output head to the "
-            "input embedding (T5 v1.0), so the decoder cannot be drawn anew "
-            "without losing the encoder's embedding"
-        )
-    data_dir = os.path.join(args.output_dir, "data")
-    if file_paths.is_remote(data_dir):
-        # TFDS splits are written and read as local TSV files.
-        data_dir = tempfile.mkdtemp(prefix="keras-spactor-data-")
-        atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
     try:
-        try:
-            args.train = labelled_file(args.train, "train", data_dir)
-            args.validation = labelled_file(
-                args.validation, "validation", data_dir
-            )
-        except BaseException:
-            # A TFDS split half written (no network, a bad name) must not
-            # make the rerun find --output-dir taken.
-            shutil.rmtree(data_dir, ignore_errors=True)
-            raise
-        # Read and check both files before any model is loaded.
-        train_labels, _ = finetune.read_labelled_tsv(
-            args.train, args.max_train_examples
+        metrics = finetune(
+            args.preset,
+            args.train,
+            args.validation,
+            output_dir,
+            steps=args.steps,
+            epochs=args.epochs,
+            warmup_steps=args.warmup_steps,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            dropout=args.dropout,
+            scoring=args.scoring,
+            decoder=args.decoder,
+            generate=args.generate,
+            encoder_length=args.encoder_length,
+            decoder_length=args.decoder_length,
+            max_train_examples=args.max_train_examples,
+            max_validation_examples=args.max_validation_examples,
+            seed=args.seed,
         )
-        validation_labels, _ = finetune.read_labelled_tsv(
-            args.validation, args.max_validation_examples
-        )
-        finetune.check_labels(train_labels, validation_labels, args.validation)
-    except (OSError, ValueError) as error:
-        fail(str(error))
-    steps = finetune.training_steps(
-        args.steps, args.epochs, len(train_labels), args.batch_size
-    )
-    warmup_steps = args.warmup_steps
-    if warmup_steps is None:
-        warmup_steps = finetune.default_warmup_steps(steps)
-    if not 0 <= warmup_steps <= steps:
-        fail(f"--warmup-steps {warmup_steps} is not in [0, {steps} steps]")
-    metrics = finetune.finetune(
-        args.preset,
-        args.train,
-        args.validation,
-        args.output_dir,
-        steps=steps,
-        warmup_steps=warmup_steps,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        dropout=args.dropout,
-        scoring=args.scoring,
-        decoder=args.decoder,
-        generate=args.generate,
-        encoder_length=args.encoder_length,
-        decoder_length=args.decoder_length,
-        max_train_examples=args.max_train_examples,
-        max_validation_examples=args.max_validation_examples,
-        seed=args.seed,
-    )
+    except FinetuningInputError as error:
+        fail(flag_names(str(error), names=vars(args)))
     print(json.dumps(metrics, indent=2))
     return metrics
 

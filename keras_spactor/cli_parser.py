@@ -255,10 +255,10 @@ def _add_finetune_parser(commands):
 
 def _add_finetune_training_options(parser):
     """`finetune`'s step budget and optimizer."""
-    from keras_spactor.evaluation.finetuning import DEFAULT_BATCH_SIZE
-    from keras_spactor.evaluation.finetuning import DEFAULT_DROPOUT
-    from keras_spactor.evaluation.finetuning import DEFAULT_LEARNING_RATE
-    from keras_spactor.evaluation.finetuning import DEFAULT_STEPS
+    from keras_spactor.evaluation.finetuning_inputs import DEFAULT_BATCH_SIZE
+    from keras_spactor.evaluation.finetuning_inputs import DEFAULT_DROPOUT
+    from keras_spactor.evaluation.finetuning_inputs import DEFAULT_LEARNING_RATE
+    from keras_spactor.evaluation.finetuning_inputs import DEFAULT_STEPS
 
     parser.add_argument(
         "--steps",
@@ -299,7 +299,7 @@ def _add_finetune_training_options(parser):
 
 def _add_finetune_scoring_options(parser):
     """`finetune`'s scoring, decoder, lengths, example counts and seed."""
-    from keras_spactor.evaluation.finetuning import DECODERS
+    from keras_spactor.evaluation.finetuning_inputs import DECODERS
     from keras_spactor.evaluation.rank_classification import DEFAULT_SCORING
     from keras_spactor.evaluation.rank_classification import SCORINGS
 

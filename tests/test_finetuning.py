@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from keras_spactor.evaluation import finetuning as ft
+from keras_spactor.evaluation import finetuning_inputs as inputs
 from keras_spactor.evaluation import rank_classification as rc
 from keras_spactor.evaluation.classification_metrics import wilson_interval
+from keras_spactor.evaluation.finetuning_inputs import FinetuningInputError
 from keras_spactor.labelled_data import read_labelled_tsv
 from tests.labelled_task_helpers import LABELS
 from tests.labelled_task_helpers import cat_sentences
@@ -103,9 +105,73 @@ def test_finetune_with_a_fresh_decoder_keeps_only_the_encoder(preset, tmp_path):
 
 
 def test_training_steps_prefers_steps_over_epochs():
-    assert ft.training_steps(7, 3, 100, 16) == 7
-    assert ft.training_steps(None, 3, 100, 16) == 3 * math.ceil(100 / 16)
-    assert ft.training_steps(None, None, 100, 16) == ft.DEFAULT_STEPS
+    assert inputs.training_steps(7, 3, 100, 16) == 7
+    assert inputs.training_steps(None, 3, 100, 16) == 3 * math.ceil(100 / 16)
+    assert inputs.training_steps(None, None, 100, 16) == inputs.DEFAULT_STEPS
+    # The warmup: a tenth of the run by default, never longer than it.
+    assert inputs.finetuning_steps(None, 2, None, 100, 16) == (14, 1)
+    assert inputs.finetuning_steps(10, None, 10, 100, 16) == (10, 10)
+    with pytest.raises(FinetuningInputError, match="`warmup_steps` 11"):
+        inputs.finetuning_steps(10, None, 11, 100, 16)
+
+
+def test_finetune_checks_its_inputs_before_loading_a_model(tmp_path):
+    # No preset exists: each error below comes before any model is loaded.
+    no_preset = str(tmp_path / "preset")
+    train = write_tsv(
+        tmp_path / "t.tsv", [("absent", "dog"), ("present", "a cat")]
+    )
+    unseen = write_tsv(tmp_path / "u.tsv", [("neutral", "so so")])
+    out = str(tmp_path / "out")
+
+    def error(**changes):
+        arguments = dict(
+            preset=no_preset, train_path=train, validation_path=train
+        )
+        with pytest.raises(FinetuningInputError) as caught:
+            ft.finetune(output_dir=out, **{**arguments, **changes})
+        return str(caught.value)
+
+    assert error(learning_rate=0.0) == (
+        "`learning_rate` must be positive, got 0.0"
+    )
+    assert error(dropout=1.0) == "`dropout` must be in [0, 1), got 1.0"
+    assert error(scoring="max").startswith("scoring must be one of")
+    assert error(decoder="new").startswith("decoder must be one of")
+    assert error(steps=10, warmup_steps=11) == (
+        "`warmup_steps` 11 is not in [0, 10 steps]"
+    )
+    assert "unseen in training: ['neutral']" in error(validation_path=unseen)
+    missing = str(tmp_path / "x.tsv")
+    assert "No such labelled TSV file" in error(train_path=missing)
+    assert "Unknown example data set 'nope'" in error(train_path="builtin:nope")
+    # A fresh decoder needs a preset folder with untied embeddings.
+    os.makedirs(no_preset)
+    assert "no readable keras-hub config.json" in error(decoder="fresh")
+    with open(os.path.join(no_preset, "config.json"), "w") as f:
+        json.dump({"config": {"tie_embedding_weights": True}}, f)
+    assert error(decoder="fresh").startswith("`decoder` fresh: ")
+    assert not os.path.exists(out)
+
+
+def test_labelled_task_sources_and_data_folder(tmp_path):
+    out = tmp_path / "out"
+    train, evaluation = inputs.read_labelled_task(
+        "builtin:sentiment-tiny",
+        "builtin:sentiment-tiny",
+        str(out),
+        max_validation=4,
+    )
+    assert len(train[0]) == 40 and len(evaluation[0]) == 4
+    assert set(train[0]) == {"negative", "positive"}
+    assert not set(train[1]) & set(evaluation[1])  # the two shipped splits
+    assert not out.exists()  # shipped examples are read where they are
+    # A failed TFDS source removes the data folder only if it made it.
+    (out / "data").mkdir(parents=True)
+    (out / "data" / "keep.tsv").write_text("earlier work")
+    with pytest.raises(FinetuningInputError, match="expected tfds:NAME"):
+        inputs.read_labelled_task("tfds:", "builtin:sentiment-tiny", str(out))
+    assert (out / "data" / "keep.tsv").read_text() == "earlier work"
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import keras
@@ -215,7 +216,7 @@ def test_only_process_0_writes_files(tmp_path, monkeypatch, vocabulary):
     monkeypatch.setattr(cli, "join_processes", lambda args: (1, 2))
     monkeypatch.setattr(distribution, "process_index", lambda: 1)
     scratch_folders = []
-    make_folder = cli.tempfile.mkdtemp
+    make_folder = tempfile.mkdtemp
 
     def recorded_mkdtemp(*args, **kwargs):
         folder = make_folder(*args, **kwargs)
@@ -223,7 +224,7 @@ def test_only_process_0_writes_files(tmp_path, monkeypatch, vocabulary):
             scratch_folders.append(folder)
         return folder
 
-    monkeypatch.setattr(cli.tempfile, "mkdtemp", recorded_mkdtemp)
+    monkeypatch.setattr(tempfile, "mkdtemp", recorded_mkdtemp)
     output = tmp_path / "run"
     argv = [
         "pretrain",

@@ -1,13 +1,16 @@
-"""Fine-tuning a pre-trained preset on a labelled TSV with keras-hub, and
-its rank-classification accuracy on another.
+"""Fine-tuning a pre-trained preset on a labelled task with keras-hub, and
+its rank-classification accuracy.
 
 keras-hub's `T5Seq2SeqLM` is fine-tuned text to text (the encoder reads the
 sentence, the decoder learns to write the label), then evaluated by rank
-classification (`rank_classification.py`).
+classification (`rank_classification.py`). `finetune` runs the pieces in
+order: the checks and the examples (`finetuning_inputs.py`, before any
+model is loaded), `load_for_finetuning`, `set_sequence_lengths`,
+`train_on_examples`, `rank_metrics` (and `generation_metrics`), and the
+outputs.
 """
 
 import json
-import math
 
 import numpy as np
 
@@ -17,58 +20,61 @@ from keras_spactor.evaluation.classification_metrics import label_counts
 from keras_spactor.evaluation.classification_metrics import majority_accuracy
 from keras_spactor.evaluation.classification_metrics import majority_label
 from keras_spactor.evaluation.classification_metrics import wilson_interval
+from keras_spactor.evaluation.finetuning_inputs import DEFAULT_BATCH_SIZE
+from keras_spactor.evaluation.finetuning_inputs import DEFAULT_DROPOUT
+from keras_spactor.evaluation.finetuning_inputs import DEFAULT_LEARNING_RATE
+from keras_spactor.evaluation.finetuning_inputs import check_finetuning_settings
+from keras_spactor.evaluation.finetuning_inputs import finetuning_steps
+from keras_spactor.evaluation.finetuning_inputs import read_labelled_task
 from keras_spactor.evaluation.label_generation import generate_labels
-
-# The `finetune` command checks both files with these before any model is
-# loaded.
-from keras_spactor.evaluation.labelled_tasks import check_labels  # noqa: F401
-from keras_spactor.evaluation.labelled_tasks import read_task
 from keras_spactor.evaluation.rank_classification import DEFAULT_SCORING
 from keras_spactor.evaluation.rank_classification import SCORINGS
 from keras_spactor.evaluation.rank_classification import label_log_likelihoods
 from keras_spactor.evaluation.rank_classification import label_scores
 from keras_spactor.evaluation.rank_classification import label_token_counts
-from keras_spactor.labelled_data import read_labelled_tsv  # noqa: F401
 
-# The default recipe, measured on SST-2 and TREC with a from-scratch tiny
-# model (BENCHMARKS.md, "Fine-tuning's default recipe and rank scoring").
-DEFAULT_STEPS = 300
-DEFAULT_LEARNING_RATE = 3e-4
-DEFAULT_BATCH_SIZE = 16
-DEFAULT_DROPOUT = 0.1  # T5's fine-tuning dropout
 # Training examples re-scored after fine-tuning (`train_accuracy`).
 TRAIN_ACCURACY_EXAMPLES = 500
-# "fresh": fine-tune the pre-trained encoder under a newly initialised
-# decoder (see `keras_spactor.models.t5x_initialization.reinitialize_decoder`).
-DECODERS = ("pretrained", "fresh")
 
 
-def training_steps(steps, epochs, train_examples, batch_size):
-    """The step budget: `steps` if given, else `epochs` passes over the
-    training set, else `DEFAULT_STEPS`."""
-    if steps:
-        return int(steps)
-    if epochs:
-        return int(epochs) * math.ceil(train_examples / batch_size)
-    return DEFAULT_STEPS
-
-
-def default_warmup_steps(steps):
-    """A tenth of the run, the usual AdamW warmup."""
-    return steps // 10
-
-
-def load_for_finetuning(preset, dropout=DEFAULT_DROPOUT):
+def load_for_finetuning(
+    preset, dropout=DEFAULT_DROPOUT, decoder="pretrained", seed=None
+):
     """`T5Seq2SeqLM.from_preset(preset)` with the backbone's dropout set
     (presets saved for pre-training have none) and its position bias
-    trained without a scatter (`use_one_hot_position_bias`)."""
+    trained without a scatter (`use_one_hot_position_bias`).
+
+    Args:
+        preset: a keras-hub T5 preset.
+        dropout: float. The backbone's dropout.
+        decoder: `"pretrained"`, or `"fresh"` to draw the decoder and
+            output embedding anew (`reinitialize_decoder`).
+        seed: optional int. Seeds Keras (`keras.utils.set_random_seed`)
+            before loading: a fresh decoder's draws and the dropout
+            follow it. It cannot come later: on TensorFlow, seeding after
+            the tokenizer is made deletes its SentencePiece resource.
+
+    Example:
+    ```python
+    lm = load_for_finetuning("runs/demo/preset", dropout=0.1)
+    ```
+    """
+    import keras
     import keras_hub
 
     from keras_spactor.layers import use_one_hot_position_bias
+    from keras_spactor.models.t5x_initialization import reinitialize_decoder
 
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
     backbone = keras_hub.models.T5Backbone.from_preset(preset, dropout=dropout)
     model = keras_hub.models.T5Seq2SeqLM.from_preset(preset, backbone=backbone)
     use_one_hot_position_bias(model)
+    if decoder == "fresh":
+        reinitialize_decoder(
+            model.backbone,
+            vocabulary_size=model.preprocessor.tokenizer.vocabulary_size(),
+        )
     return model
 
 
@@ -168,8 +174,8 @@ def finetune(
     seed=0,
     save_preset=True,
 ):
-    """Fine-tune `preset` on a labelled TSV with `T5Seq2SeqLM` and report
-    rank-classification accuracy on another.
+    """Fine-tune `preset` on a labelled task with `T5Seq2SeqLM` and report
+    rank-classification accuracy on its evaluation examples.
 
     Training is T5's text-to-text recipe: a fixed step budget, AdamW with a
     linear warmup then a constant learning rate, dropout 0.1. Evaluation
@@ -177,13 +183,18 @@ def finetune(
     the fine-tuned model and predicts the best. The defaults, and the
     choice of the summed scoring over the per-token mean, were measured on
     SST-2 and TREC (BENCHMARKS.md); `metrics["accuracy_by_scoring"]`
-    reports both scorings.
+    reports both scorings. Settings and both sources are checked, and the
+    examples read, before any model is loaded.
 
     Args:
         preset: a keras-hub T5 preset (e.g. `save_to_preset`'s directory).
-        train_path: str. Training TSV (`label<TAB>text`).
-        validation_path: str. Evaluation TSV; its labels must all occur in
-            training.
+        train_path: str. The training examples: a `label<TAB>text` TSV,
+            `builtin:<name>[:<split>]` (shipped, e.g.
+            `builtin:sentiment-tiny`) or `tfds:<name>[:<split>]` (e.g.
+            `tfds:glue/sst2`, written to `output_dir/data/train.tsv`);
+            split `train` unless one is named.
+        validation_path: str. The evaluation examples, as `train_path`
+            (split `validation`); their labels must all occur in training.
         output_dir: str. Receives `preset/` (fine-tuned) and
             `metrics.json`; a folder or a `gs://` URL.
         steps: int. Optimizer steps (wins over `epochs`); default
@@ -219,35 +230,79 @@ def finetune(
         rate, fine-tuning did not fit the task), `prediction_counts`,
         `accuracy_by_scoring` and, with `generate`, `exact_match_accuracy`.
 
+    Raises:
+        FinetuningInputError: a setting, source or labelled file that
+            cannot be used (raised before any model is loaded).
+
     Example:
     ```python
     finetune("runs/demo/preset", "sst2.train.tsv", "sst2.validation.tsv",
              "runs/sst2")
+    # The shipped sentences (offline), or a TFDS task:
+    finetune("runs/demo/preset", "builtin:sentiment-tiny",
+             "builtin:sentiment-tiny", "runs/sentiment")
+    finetune("runs/demo/preset", "tfds:glue/sst2", "tfds:glue/sst2",
+             "runs/glue_sst2")
     ```
     """
-    if scoring not in SCORINGS:
-        raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
-    if decoder not in DECODERS:
-        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
-    (train_labels, train_texts), (eval_labels, eval_texts) = read_task(
-        train_path, validation_path, max_train_examples, max_validation_examples
+    check_finetuning_settings(preset, learning_rate, dropout, scoring, decoder)
+    train, evaluation = read_labelled_task(
+        train_path,
+        validation_path,
+        output_dir,
+        max_train_examples,
+        max_validation_examples,
     )
-    candidates = sorted(set(train_labels))
-    steps = training_steps(steps, epochs, len(train_labels), batch_size)
-    if warmup_steps is None:
-        warmup_steps = default_warmup_steps(steps)
+    steps, warmup_steps = finetuning_steps(
+        steps, epochs, warmup_steps, len(train[0]), batch_size
+    )
+    candidates = sorted(set(train[0]))
 
     import keras
 
-    keras.utils.set_random_seed(seed)
-    model = load_for_finetuning(preset, dropout)
-    if decoder == "fresh":
-        from keras_spactor.models import t5x_initialization
+    model = load_for_finetuning(preset, dropout, decoder, seed)
+    decoder_length = set_sequence_lengths(
+        model, candidates, encoder_length, decoder_length
+    )
+    curve = train_on_examples(
+        model, train, steps, batch_size, learning_rate, warmup_steps, seed
+    )
+    metrics = rank_metrics(
+        model, train, evaluation, candidates, scoring, batch_size
+    )
+    metrics.update(
+        train_examples=len(train[0]),
+        steps=steps,
+        warmup_steps=warmup_steps,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        dropout=dropout,
+        decoder=decoder,
+        train_loss_curve=curve,
+        backend=keras.backend.backend(),
+        preset=preset,
+    )
+    if generate:
+        metrics.update(generation_metrics(model, evaluation, decoder_length))
+    _write_results(model, metrics, output_dir, save_preset)
+    return metrics
 
-        t5x_initialization.reinitialize_decoder(
-            model.backbone,
-            vocabulary_size=model.preprocessor.tokenizer.vocabulary_size(),
-        )
+
+def set_sequence_lengths(model, candidates, encoder_length, decoder_length):
+    """Set the preprocessor's encoder and decoder lengths; returns the
+    decoder length (default and minimum: the longest label + EOS).
+
+    Args:
+        model: a `keras_hub.models.T5Seq2SeqLM` with its preprocessor.
+        candidates: list of str. The labels the decoder writes.
+        encoder_length: int. Encoder tokens (longer texts are cut).
+        decoder_length: optional int. Decoder tokens.
+
+    Example:
+    ```python
+    set_sequence_lengths(lm, ["negative", "positive"], 64, None)  # 5
+    ```
+    """
     longest = int(label_token_counts(model, candidates).max())
     if decoder_length is not None and decoder_length < longest:
         raise ValueError(
@@ -257,16 +312,54 @@ def finetune(
     decoder_length = decoder_length or longest
     model.preprocessor.encoder_sequence_length = encoder_length
     model.preprocessor.decoder_sequence_length = decoder_length
+    return decoder_length
+
+
+def compile_for_finetuning(model, learning_rate, warmup_steps):
+    """T5's fine-tuning optimizer on `model`: AdamW, a linear warmup to
+    `learning_rate` then constant, the token cross-entropy, and greedy
+    generation (keras-hub's default samples at random, top-k)."""
+    import keras
+
     model.compile(
         optimizer=keras.optimizers.AdamW(
             warmup_then_constant(learning_rate, warmup_steps)
         ),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         weighted_metrics=["sparse_categorical_accuracy"],
-        sampler="greedy",  # keras-hub's default samples at random (top-k)
+        sampler="greedy",
     )
+
+
+def train_on_examples(
+    model, train, steps, batch_size, learning_rate, warmup_steps, seed=0
+):
+    """Fine-tune `model` for `steps` batches of shuffled training examples
+    (compiled by `compile_for_finetuning`); returns the training loss curve
+    (the mean loss of ten stretches of the run).
+
+    Args:
+        model: a `keras_hub.models.T5Seq2SeqLM` with its preprocessor.
+        train: `(labels, texts)`, two lists of str.
+        steps: int. Optimizer steps.
+        batch_size: int. Examples per step.
+        learning_rate: float. AdamW's rate after warmup.
+        warmup_steps: int. Steps of linear learning-rate warmup.
+        seed: int. Seeds the order of the examples.
+
+    Example:
+    ```python
+    curve = train_on_examples(lm, (["pos", "neg"], ["a gem", "a dud"]),
+                              steps=4, batch_size=2, learning_rate=3e-4,
+                              warmup_steps=0)
+    ```
+    """
+    import keras
+
+    compile_for_finetuning(model, learning_rate, warmup_steps)
+    labels, texts = train
     x, y, sample_weight = training_arrays(
-        model, train_texts, train_labels, steps * batch_size, seed
+        model, texts, labels, steps * batch_size, seed
     )
     curve = _loss_curve_callback(steps)
     # keras-hub's `fit` would run the preprocessor again on these arrays.
@@ -281,36 +374,30 @@ def finetune(
         callbacks=[curve],
         verbose=2,
     )
-    metrics = rank_metrics(
-        model,
-        (train_labels, train_texts),
-        (eval_labels, eval_texts),
-        candidates,
-        scoring,
-        batch_size,
-    )
-    metrics.update(
-        {
-            "train_examples": len(train_labels),
-            "steps": steps,
-            "warmup_steps": warmup_steps,
-            "learning_rate": learning_rate,
-            "batch_size": batch_size,
-            "dropout": dropout,
-            "decoder": decoder,
-            "train_loss_curve": curve.curve,
-            "backend": keras.backend.backend(),
-            "preset": preset,
-        }
-    )
-    if generate:
-        generated = generate_labels(model, eval_texts, decoder_length)
-        metrics["exact_match_accuracy"] = exact_match_accuracy(
-            generated, eval_labels
-        )
-        metrics["generated_sample"] = generated[:8]
-    _write_results(model, metrics, output_dir, save_preset)
-    return metrics
+    return curve.curve
+
+
+def generation_metrics(model, evaluation, decoder_length):
+    """Greedy generation's exact-match accuracy on the evaluation
+    examples, and a sample of what it wrote.
+
+    Args:
+        model: a `keras_hub.models.T5Seq2SeqLM`, compiled with a greedy
+            sampler.
+        evaluation: `(labels, texts)`, two lists of str.
+        decoder_length: int. Tokens generated at most.
+
+    Example:
+    ```python
+    generation_metrics(lm, (["pos"], ["a gem"]), 5)
+    ```
+    """
+    labels, texts = evaluation
+    generated = generate_labels(model, texts, decoder_length)
+    return {
+        "exact_match_accuracy": exact_match_accuracy(generated, labels),
+        "generated_sample": generated[:8],
+    }
 
 
 def rank_metrics(
