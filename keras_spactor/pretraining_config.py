@@ -56,7 +56,11 @@ class PretrainingConfig:
     Args:
         preset: a SpacTor preset name, a preset directory, a keras-hub T5
             preset (`t5_1.1_base`) or a transformers T5 (`hf://...`).
-        data: the training text (a spec of `keras_spactor.data.text_dataset`).
+        data: the training text (a spec of `keras_spactor.data.text_dataset`),
+            or a `.npz` file of batches built beforehand
+            (`keras_spactor.data.array_batches`, read without TensorFlow;
+            batch `k` is the `k`-th `batch_size` rows, so its position is
+            the step).
         vocabulary: a SentencePiece model file or keras-hub preset name;
             `None` for the default (a transformers T5's own, else the one
             trained on the embedded corpus).
@@ -80,9 +84,9 @@ class PretrainingConfig:
         checkpoint_every: int. Steps between checkpoints (and log epochs).
         evaluate_every: int. Steps between held-out evaluations, logged to
             TensorBoard (`logs/validation`); `None` for none.
-        validation_data: the held-out text; `None`: the validation split
-            of `data` (a builtin corpus, TFDS, an `hf:` pattern with
-            `train` in its file names, folders).
+        validation_data: the held-out text (or a `.npz` of batches);
+            `None`: the validation split of `data` (a builtin corpus, TFDS,
+            an `hf:` pattern with `train` in its file names, folders).
         validation_steps: int. Held-out batches per evaluation.
 
     Example:
@@ -224,38 +228,63 @@ class PretrainingConfig:
         """
         import keras
 
-        from keras_spactor.data.sources import check_source
-        from keras_spactor.data.sources import has_splits
-
         if file_paths.is_remote(self.output_dir):
             try:  # an unknown scheme, no credentials, ...
                 file_paths.exists(self.output_dir)
             except OSError as error:
                 raise ConfigError(f"`output_dir`: {error}", "output_dir")
-        try:
-            check_source(self.data)
-        except (ImportError, OSError, ValueError) as error:
-            raise ConfigError(f"`data`: {error}", "data") from None
+        self._check_data("data", self.data, steps=self.steps)
         if self.evaluate_every:
-            if self.validation_data is None and not has_splits(self.data):
-                raise ConfigError(
-                    f"`data` {self.data} has no validation split (files "
-                    "and globs are read whatever the split): name the "
-                    "held-out text with `validation_data`",
-                    "validation_data",
-                )
-            try:
-                check_source(self.validation_source(), split="validation")
-            except (ImportError, OSError, ValueError) as error:
-                raise ConfigError(
-                    f"`validation_data`: {error}", "validation_data"
-                ) from None
+            self._check_validation_data()
         if self.distribution == "model" and keras.backend.backend() != "jax":
             raise ConfigError(
                 "model parallelism needs the JAX backend (KERAS_BACKEND=jax);"
                 " on TensorFlow use `distribution` data",
                 "distribution",
             )
+
+    def _check_data(self, field, source, steps, split="train"):
+        """`ConfigError` naming `field` unless `source` can be read."""
+        from keras_spactor.data.array_batches import check_array_batches
+        from keras_spactor.data.array_batches import is_array_batches
+
+        try:
+            if is_array_batches(source):
+                check_array_batches(
+                    source, self.batch_size, steps, self.inputs_length
+                )
+            else:  # text: read with tf.data
+                from keras_spactor.data.sources import check_source
+
+                check_source(source, split=split)
+        except (ImportError, OSError, ValueError) as error:
+            raise ConfigError(f"`{field}`: {error}", field) from None
+
+    def _check_validation_data(self):
+        from keras_spactor.data.array_batches import is_array_batches
+
+        if self.validation_data is None:
+            if is_array_batches(self.data):
+                raise ConfigError(
+                    f"`data` {self.data} holds training batches only: name "
+                    "the held-out batches with `validation_data`",
+                    "validation_data",
+                )
+            from keras_spactor.data.sources import has_splits
+
+            if not has_splits(self.data):
+                raise ConfigError(
+                    f"`data` {self.data} has no validation split (files "
+                    "and globs are read whatever the split): name the "
+                    "held-out text with `validation_data`",
+                    "validation_data",
+                )
+        self._check_data(
+            "validation_data",
+            self.validation_source(),
+            steps=1,  # evaluations read up to `validation_steps`
+            split="validation",
+        )
 
     def validation_source(self):
         """The held-out text: `validation_data`, else `data` (whose

@@ -2,6 +2,8 @@
 
 import atexit
 import contextlib
+import importlib.util
+import itertools
 import json
 import math
 import os
@@ -277,54 +279,33 @@ class PretrainingRun:
                 f"damaged ({type(error).__name__}: {reason}){hint}"
             ) from None
 
-    def _dataset(self):
-        """The training batches (an endless `tf.data.Dataset`)."""
+    def _batches(self, done, per_epoch, chief):
+        """The training batches, at step `done`: `config.data`'s text
+        through `tf.data` with its position saved next to each checkpoint
+        (a resume restores it instead of reading the stream up to `done`
+        again), or its array batches, whose position is the step."""
         from keras_spactor import data
+        from keras_spactor.data.array_batches import ArrayBatches
+        from keras_spactor.data.array_batches import is_array_batches
 
         config = self.config
-        return data.pretraining_dataset(
-            config.data,
-            self.model.preprocessor,
-            batch_size=config.batch_size,
-            seed=config.seed,
-        )
-
-    def _validation_dataset(self):
-        """The held-out batches: the same ones at every evaluation."""
-        from keras_spactor import data
-
-        config = self.config
-        return data.pretraining_dataset(
-            config.validation_source(),
-            self.model.preprocessor,
-            batch_size=config.batch_size,
-            seed=config.seed,
-            split="validation",
-            shuffle_buffer=None,
-            repeat=False,
-        ).take(config.validation_steps)
-
-    def _fit(self, tau, done, chief):
-        """Trains from step `done`; writes the outputs; the summary."""
-        from keras_spactor import data
-
-        config = self.config
-        checkpoint = self.checkpoint_path
-        model = self.model
-        # Epochs are checkpoint intervals: a divisor of `steps`, so none
-        # overshoots, and of the steps done, so a resume starts on an epoch.
-        per_epoch = math.gcd(
-            math.gcd(config.steps, config.checkpoint_every), done
-        )
-        epochs = -(-config.steps // per_epoch)
-        # The data position is saved with each checkpoint: a resume
-        # restores it instead of reading the stream up to `done` again.
-        batches = data.ResumableBatches(
-            self._dataset(),
-            os.path.join(config.output_dir, "data_state"),
-            per_epoch,
-            save=chief,
-        )
+        if is_array_batches(config.data):
+            batches = ArrayBatches(
+                config.data, config.batch_size, self.model.preprocessor
+            )
+        else:
+            dataset = data.pretraining_dataset(
+                config.data,
+                self.model.preprocessor,
+                batch_size=config.batch_size,
+                seed=config.seed,
+            )
+            batches = data.ResumableBatches(
+                dataset,
+                os.path.join(config.output_dir, "data_state"),
+                per_epoch,
+                save=chief,
+            )
         if self.resume:
             try:
                 replayed = batches.resume(done)
@@ -335,49 +316,65 @@ class PretrainingRun:
                     f"no saved data position at step {done}: {replayed} "
                     "batches were read again to reach it"
                 )
+        return batches
+
+    def _validation_batches(self):
+        """The held-out batches: the same ones at every evaluation."""
+        from keras_spactor import data
+        from keras_spactor.data.array_batches import ArrayBatches
+        from keras_spactor.data.array_batches import is_array_batches
+
+        config = self.config
+        source = config.validation_source()
+        if is_array_batches(source):
+            batches = ArrayBatches(
+                source, config.batch_size, self.model.preprocessor
+            ).batches()
+            return list(itertools.islice(batches, config.validation_steps))
+        return data.pretraining_dataset(
+            source,
+            self.model.preprocessor,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            split="validation",
+            shuffle_buffer=None,
+            repeat=False,
+        ).take(config.validation_steps)
+
+    def _fit(self, tau, done, chief):
+        """Trains from step `done`; writes the outputs; the summary."""
+        config = self.config
+        # Epochs are checkpoint intervals: a divisor of `steps`, so none
+        # overshoots, and of the steps done, so a resume starts on an epoch.
+        per_epoch = math.gcd(
+            math.gcd(config.steps, config.checkpoint_every), done
+        )
+        batches = self._batches(done, per_epoch, chief)
         start = time.time()
         peak = config.peak_tflops
         progress = TrainingProgress.for_model(
-            model,
+            self.model,
             config.batch_size,
             config.inputs_length,
             peak_flops_per_second=peak * 1e12 if peak else None,
         )
         logger = RunLogger(progress, config.preset, config.data)
-        print(startup_line(config, model, tau.resolve(), done), flush=True)
+        print(startup_line(config, self.model, tau.resolve(), done), flush=True)
         guard = StopOnNonFiniteLoss()
-        scratch = None
-        if chief:
-            saver = AtomicCheckpoint(
-                checkpoint,
-                before_save=batches.save_position,
-                on_saved=batches.keep,
-            )
-        else:
-            # Saving runs collectives, so every process saves; the others'
-            # copies go to a scratch folder, deleted at the end.
-            scratch = tempfile.mkdtemp(prefix="keras-spactor-process-")
-            atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-            saver = AtomicCheckpoint(os.path.join(scratch, CHECKPOINT_FILE))
+        saver, scratch = self._saver(batches, chief)
         if self.resume:
             saver.saved_steps.append(done)
+        # After `progress`, whose logs the bar and TensorBoard show; the
+        # guard before the saver: a broken state is never saved.
         callbacks = [tau, progress, logger, StageProgbarLogger()]
-        # After `progress`, whose logs the bar and TensorBoard show.
-        if chief:
-            logs = os.path.join(config.output_dir, "logs")
-            callbacks.append(keras.callbacks.TensorBoard(logs, update_freq=10))
-        if config.evaluate_every:
-            self.evaluation = self._evaluation(chief)
-            callbacks.append(self.evaluation)
-        # The guard before the saver: a broken state is never saved.
-        callbacks += [guard, saver]
+        callbacks += self._logging_callbacks(chief) + [guard, saver]
         try:
-            model.fit(
+            self.model.fit(
                 this_process_rows(batches.batches()),
-                epochs=epochs,
+                epochs=-(-config.steps // per_epoch),
                 initial_epoch=done // per_epoch,
                 steps_per_epoch=per_epoch,
-                shuffle=False,  # `pretraining_dataset` shuffles
+                shuffle=False,  # the batches come shuffled
                 callbacks=callbacks,
                 verbose=2 if not sys.stdout.isatty() else 1,
             )
@@ -388,44 +385,86 @@ class PretrainingRun:
         if guard.bad_step is not None:
             # Nothing is written from a broken state: no checkpoint, no
             # preset.
-            last = saver.saved_step if saver.saved_step is not None else done
-            good = (
-                f"the last good checkpoint is {checkpoint} (step {last})"
-                if file_paths.exists(checkpoint)
-                else "no checkpoint was written"
-            )
-            raise NonFiniteLossError(
-                f"the loss became non-finite at step {guard.bad_step}; "
-                f"training stopped and {good}. A resume replays the same "
-                "batches; a new run with a lower `learning_rate` is the "
-                "usual cure.",
-                step=guard.bad_step,
-            )
-        summary = logger.summary(model, tau.resolved_tau, time.time() - start)
+            raise self._non_finite_loss_error(guard.bad_step, saver, done)
+        summary = logger.summary(
+            self.model, tau.resolved_tau, time.time() - start
+        )
         if self.evaluation is not None and self.evaluation.results:
             summary["validation"] = self.evaluation.results[-1]
-        if chief:
-            if saver.saved_step is not None:
-                batches.discard_after(saver.saved_step)
-            model.save_to_preset(os.path.join(config.output_dir, "preset"))
-            summary_file = os.path.join(config.output_dir, "summary.json")
-            with file_paths.open_file(summary_file, "w") as f:
-                f.write(json.dumps(summary, indent=2))
-        else:
-            model.save_to_preset(os.path.join(scratch, "preset"))
-            shutil.rmtree(scratch, ignore_errors=True)
+        self._write_outputs(summary, batches, saver, scratch)
         return summary
 
-    def _evaluation(self, chief):
+    def _saver(self, batches, chief):
+        """The checkpoint callback, and the scratch folder of a process
+        that is not the chief (`None` for the chief)."""
+        if chief:
+            saver = AtomicCheckpoint(
+                self.checkpoint_path,
+                before_save=batches.save_position,
+                on_saved=batches.keep,
+            )
+            return saver, None
+        # Saving runs collectives, so every process saves; the others'
+        # copies go to a scratch folder, deleted at the end.
+        scratch = tempfile.mkdtemp(prefix="keras-spactor-process-")
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        return AtomicCheckpoint(os.path.join(scratch, CHECKPOINT_FILE)), scratch
+
+    def _logging_callbacks(self, chief):
+        """TensorBoard (the chief's, where TensorFlow, which writes its
+        files, is installed) and the held-out evaluation."""
+        callbacks = []
+        tensorboard = _has_tensorflow()
+        if chief and tensorboard:
+            logs = os.path.join(self.config.output_dir, "logs")
+            callbacks.append(keras.callbacks.TensorBoard(logs, update_freq=10))
+        elif chief:
+            _note("TensorFlow is not installed: no TensorBoard logs")
+        if self.config.evaluate_every:
+            self.evaluation = self._evaluation(chief and tensorboard)
+            callbacks.append(self.evaluation)
+        return callbacks
+
+    def _non_finite_loss_error(self, bad_step, saver, done):
+        checkpoint = self.checkpoint_path
+        last = saver.saved_step if saver.saved_step is not None else done
+        good = (
+            f"the last good checkpoint is {checkpoint} (step {last})"
+            if file_paths.exists(checkpoint)
+            else "no checkpoint was written"
+        )
+        return NonFiniteLossError(
+            f"the loss became non-finite at step {bad_step}; training "
+            f"stopped and {good}. A resume replays the same batches; a new "
+            "run with a lower `learning_rate` is the usual cure.",
+            step=bad_step,
+        )
+
+    def _write_outputs(self, summary, batches, saver, scratch):
+        """The chief writes the preset and `summary.json`; another process
+        saves its preset (a collective) to its scratch folder, deleted."""
+        output_dir = self.config.output_dir
+        if scratch is not None:
+            self.model.save_to_preset(os.path.join(scratch, "preset"))
+            shutil.rmtree(scratch, ignore_errors=True)
+            return
+        if saver.saved_step is not None:
+            batches.discard_after(saver.saved_step)
+        self.model.save_to_preset(os.path.join(output_dir, "preset"))
+        summary_file = os.path.join(output_dir, "summary.json")
+        with file_paths.open_file(summary_file, "w") as f:
+            f.write(json.dumps(summary, indent=2))
+
+    def _evaluation(self, logged):
         from keras_spactor.callbacks.held_out_evaluation import (
             HeldOutEvaluation,
         )
 
         log_dir = None
-        if chief:
+        if logged:
             log_dir = os.path.join(self.config.output_dir, "logs", "validation")
         return HeldOutEvaluation(
-            self._validation_dataset(),
+            self._validation_batches(),
             every=self.config.evaluate_every,
             log_dir=log_dir,
         )
@@ -494,6 +533,10 @@ def this_process_rows(batches):
 
 def _steps_done(model):
     return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+
+
+def _has_tensorflow():
+    return importlib.util.find_spec("tensorflow") is not None
 
 
 def _note(text):

@@ -3,6 +3,7 @@ data error."""
 
 import collections
 import re
+import sys
 
 import keras
 
@@ -69,12 +70,12 @@ def is_data_read_error(error):
     """Whether `fit` failed reading its input: a file that vanished or
     turned unreadable surfaces as an `OSError` or, through tf.data, as a
     TensorFlow `OpError` of the input iterator's `IteratorGetNext` op."""
-    import tensorflow as tf
-
     if isinstance(error, OSError):
         return True
-    return isinstance(error, tf.errors.OpError) and (
-        "IteratorGetNext" in str(error)
+    # Not imported (a run on array batches without TensorFlow): no OpError.
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and (
+        isinstance(error, tf.errors.OpError) and "IteratorGetNext" in str(error)
     )
 
 

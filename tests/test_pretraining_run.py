@@ -20,6 +20,7 @@ from keras_spactor.errors import CheckpointReadError
 from keras_spactor.errors import ConfigError
 from keras_spactor.errors import RunError
 from keras_spactor.errors import RunFinishedError
+from keras_spactor.models import SpacTorT5Preprocessor
 from keras_spactor.pretraining_config import PretrainingConfig
 from keras_spactor.pretraining_config import write_run_config
 from keras_spactor.pretraining_run import PretrainingRun
@@ -201,3 +202,144 @@ def test_run_killed_and_resumed_in_python_trains_as_the_uninterrupted_one(
         )
     with pytest.raises(RunFinishedError, match="already finished 6 steps"):
         PretrainingRun(config, resume=True).run()
+
+
+def _write_array_batches(path, batches, batch_size=2, seed=0):
+    """`batches` batches of random span-corruption-shaped rows for the
+    default vocabulary at inputs length 32; returns them as written."""
+    from keras_spactor.data import default_vocabulary
+    from keras_spactor.data.array_batches import write_array_batches
+
+    preprocessor = SpacTorT5Preprocessor(default_vocabulary(), inputs_length=32)
+    rng = np.random.default_rng(seed)
+    rows = batches * batch_size
+    inputs = rng.integers(3, 500, (rows, 32))
+    targets = rng.integers(3, 500, (rows, preprocessor.targets_length))
+    written = [
+        preprocessor.model_batch(
+            inputs[i : i + batch_size], targets[i : i + batch_size]
+        )
+        for i in range(0, rows, batch_size)
+    ]
+    assert write_array_batches(str(path), written) == rows
+    return preprocessor, written
+
+
+def test_array_batches_read_back_in_order_and_resume_at_the_step(tmp_path):
+    from keras_spactor.data.array_batches import ArrayBatches
+
+    path = tmp_path / "batches.npz"
+    preprocessor, written = _write_array_batches(path, batches=5)
+    batches = ArrayBatches(str(path), 2, preprocessor)
+    assert len(batches) == 5
+    assert batches.resume(3) == 0  # nothing read again
+    read = list(batches.batches())
+    assert len(read) == 2
+    for (x, y, w), (x0, y0, w0) in zip(read, written[3:]):
+        np.testing.assert_array_equal(y, y0)
+        np.testing.assert_array_equal(w, w0)
+        for key in x0:
+            np.testing.assert_array_equal(x[key], x0[key])
+    longer = SpacTorT5Preprocessor(preprocessor.tokenizer, inputs_length=64)
+    with pytest.raises(ValueError, match="rows of 32 inputs and 8 targets"):
+        ArrayBatches(str(path), 2, longer)
+
+
+def test_array_batches_are_checked_before_the_run(tmp_path):
+    path = str(tmp_path / "batches.npz")
+    _write_array_batches(path, batches=3)
+    config = PretrainingConfig(
+        data=path, steps=3, tau=1, batch_size=2, inputs_length=32
+    )
+    config.check_runnable()
+    for settings, message in [
+        ({"steps": 4}, "holds 3 batches of 2, fewer than the 4 steps"),
+        ({"inputs_length": 64}, "inputs of length 32, not 64"),
+        ({"data": path + ".not.npz"}, "no array-batches file"),
+    ]:
+        with pytest.raises(ConfigError, match=message) as error:
+            dataclasses.replace(config, **settings).check_runnable()
+        assert error.value.field == "data"
+    # Held-out evaluation needs held-out batches of their own.
+    evaluated = dataclasses.replace(config, evaluate_every=1)
+    with pytest.raises(ConfigError) as error:
+        evaluated.check_runnable()
+    assert error.value.field == "validation_data"
+    dataclasses.replace(evaluated, validation_data=path).check_runnable()
+
+
+# A run on array batches where TensorFlow is not installed: two steps,
+# then the same run extended to four.
+ARRAY_RUN_SCRIPT = """
+import dataclasses, json, sys
+sys.modules["tensorflow"] = None  # `import tensorflow` now fails
+from keras_spactor.pretraining_config import PretrainingConfig
+from keras_spactor.pretraining_run import PretrainingRun
+config = PretrainingConfig.from_dict(json.loads(sys.argv[1]))
+PretrainingRun(dataclasses.replace(config, steps=2)).run()
+PretrainingRun(config, resume=True).run()
+assert sys.modules["tensorflow"] is None
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    keras.backend.backend() != "jax",
+    reason="compared with a run without TensorFlow, which trains on JAX",
+)
+def test_run_on_exported_batches_without_tensorflow_trains_as_on_text(
+    tmp_path,
+):
+    from keras_spactor.data import default_vocabulary
+    from keras_spactor.data import pretraining_dataset
+    from keras_spactor.data.array_batches import write_array_batches
+
+    settings = dict(
+        preset="spactor_t5_nano",
+        batch_size=2,
+        inputs_length=32,
+        steps=4,
+        tau=1,
+        seed=3,
+        checkpoint_every=2,
+    )
+    text = PretrainingRun(
+        PretrainingConfig(output_dir=str(tmp_path / "text"), **settings)
+    )
+    assert text.run()["steps"] == 4
+    # The batches the text run read, stored as it reads them.
+    path = str(tmp_path / "batches.npz")
+    keras.utils.set_random_seed(3)
+    preprocessor = SpacTorT5Preprocessor(default_vocabulary(), inputs_length=32)
+    dataset = pretraining_dataset(
+        "builtin:python-docs", preprocessor, batch_size=2, seed=3
+    )
+    write_array_batches(path, dataset.take(4).as_numpy_iterator())
+
+    config = PretrainingConfig(
+        output_dir=str(tmp_path / "arrays"), **dict(settings, data=path)
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    result = subprocess.run(
+        [sys.executable, "-c", ARRAY_RUN_SCRIPT, json.dumps(config.to_dict())],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming at step 2" in result.stdout
+    assert "no TensorBoard logs" in result.stderr
+    assert not os.path.exists(tmp_path / "arrays" / "data_state")
+    arrays = keras.saving.load_model(
+        str(tmp_path / "arrays" / "checkpoint.keras")
+    )
+    assert int(keras.ops.convert_to_numpy(arrays.optimizer.iterations)) == 4
+    for a, b in zip(text.model.weights, arrays.weights):
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(a),
+            keras.ops.convert_to_numpy(b),
+            rtol=1e-5,
+            atol=1e-6,
+        )
