@@ -11,7 +11,8 @@
   (the function; its helpers are in the module of the same name,
   `keras_spactor.evaluation.linear_probe`, imported by its full name).
 - The statistics they report: `wilson_interval`, `majority_accuracy`,
-  `exact_match_accuracy`, `label_counts`.
+  `exact_match_accuracy`, `label_counts`; and to compare two recipes over
+  seeds, `mean_and_std` and `paired_difference`.
 """
 
 from keras_spactor.evaluation.classification_metrics import exact_match_accuracy
@@ -24,6 +25,8 @@ from keras_spactor.evaluation.finetuning_inputs import FinetuningInputError
 from keras_spactor.evaluation.label_generation import generate_labels
 from keras_spactor.evaluation.labelled_tasks import read_task
 from keras_spactor.evaluation.linear_probe import linear_probe
+from keras_spactor.evaluation.paired_statistics import mean_and_std
+from keras_spactor.evaluation.paired_statistics import paired_difference
 from keras_spactor.evaluation.rank_classification import label_log_likelihoods
 from keras_spactor.evaluation.rank_classification import label_scores
 from keras_spactor.evaluation.rank_classification import rank_classify
@@ -40,6 +43,8 @@ __all__ = [
     "linear_probe",
     "majority_accuracy",
     "majority_label",
+    "mean_and_std",
+    "paired_difference",
     "rank_classify",
     "read_task",
     "validation_metrics",
