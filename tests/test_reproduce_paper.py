@@ -1,5 +1,8 @@
-"""The reproduction tool's statistics, against hand-computed values."""
+"""The reproduction tool (tools/reproduce_paper.py and its data, measures
+and report modules): its statistics against hand-computed values, its
+settings, its data and its report."""
 
+import importlib
 import importlib.util
 import os
 
@@ -8,12 +11,24 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _tool():
-    path = os.path.join(ROOT, "tools", "reproduce_paper.py")
-    spec = importlib.util.spec_from_file_location("reproduce_paper", path)
+def _tool(name="reproduce_paper"):
+    """A module of the tool (the tool puts tools/ on `sys.path`, so its
+    modules import each other by name)."""
+    path = os.path.join(ROOT, "tools", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _report():
+    _tool()
+    return importlib.import_module("reproduce_paper_report")
+
+
+def _data():
+    _tool()
+    return importlib.import_module("reproduce_paper_data")
 
 
 def _row(objective, steps, seed, sst2, trec=0.5, loss=5.0, tau=None):
@@ -30,7 +45,7 @@ def _row(objective, steps, seed, sst2, trec=0.5, loss=5.0, tau=None):
 
 
 def test_paired_differences_are_per_seed_with_standard_errors():
-    tool = _tool()
+    report = _report()
     rows = [
         _row("random", 0, 0, 0.60),
         _row("random", 0, 1, 0.50),
@@ -39,7 +54,7 @@ def test_paired_differences_are_per_seed_with_standard_errors():
         _row("sc", 10, 1, 0.62),
         _row("sc", 10, 2, 0.58),
     ]
-    (result,) = tool.paired_differences(rows, [(("sc", 10), ("random", 0))])
+    (result,) = report.paired_differences(rows, [(("sc", 10), ("random", 0))])
     sst2 = result["sst2_accuracy"]
     # Differences 0.10, 0.12, 0.03: mean 0.0833..., sample std 0.04726,
     # SE = std / sqrt(3) = 0.02728.
@@ -53,13 +68,13 @@ def test_paired_differences_are_per_seed_with_standard_errors():
 
 
 def test_summary_groups_seeds_and_names_spactor_arms_by_tau():
-    tool = _tool()
+    report = _report()
     rows = [
         _row("spactor", 10, 0, 0.7, tau=4),
         _row("spactor", 10, 1, 0.5, tau=4),
         _row("random", 0, 0, 0.5),
     ]
-    table = tool.summarize(rows)
+    table = report.summarize(rows)
     assert [e["arm"] for e in table] == ["random", "spactor tau=4"]
     spactor = table[1]
     assert spactor["seeds"] == 2
@@ -80,14 +95,14 @@ def test_comparisons_cover_the_questions_asked():
 
 
 def test_report_has_a_column_per_way_of_finetuning():
-    tool = _tool()
+    report = _report()
     rows = [_row("random", 0, s, 0.5 + s / 10) for s in range(2)]
     rows += [_row("sc", 10, s, 0.6) for s in range(2)]
     for row, fresh in zip(rows, (0.70, 0.60, 0.75, 0.75)):
         row["sst2_fresh_decoder_accuracy"] = fresh
-    table = tool.summarize(rows)
-    differences = tool.paired_differences(rows, [(("sc", 10), ("random", 0))])
-    text = tool.markdown(table, differences, {"sst2": 0.5, "trec": 0.25})
+    table = report.summarize(rows)
+    differences = report.paired_differences(rows, [(("sc", 10), ("random", 0))])
+    text = report.markdown(table, differences, {"sst2": 0.5, "trec": 0.25})
     header = text.splitlines()[0]
     assert "| SST-2 acc | TREC acc | SST-2 acc (fresh decoder) |" in header
     random, sc = text.splitlines()[2:4]
@@ -103,11 +118,13 @@ def test_report_has_a_column_per_way_of_finetuning():
 
 
 def test_report_shows_whether_finetuning_fit_the_training_examples():
-    tool = _tool()
+    report = _report()
     rows = [_row("random", 0, s, 0.5) for s in range(2)]
     for row, fit in zip(rows, (0.9, 0.8)):
         row["sst2_train_accuracy"] = fit
-    text = tool.markdown(tool.summarize(rows), [], {"sst2": 0.5, "trec": 0.25})
+    text = report.markdown(
+        report.summarize(rows), [], {"sst2": 0.5, "trec": 0.25}
+    )
     header = [c.strip() for c in text.splitlines()[0].split("|")]
     column = header.index("SST-2 train acc")
     assert header[column - 2 : column] == ["SST-2 acc", "TREC acc"]
@@ -115,19 +132,21 @@ def test_report_shows_whether_finetuning_fit_the_training_examples():
     # The majority row is the evaluation file's: none for a fit column.
     assert text.splitlines()[3].split("|")[column].strip() == ""
     # A check on each run, not something to compare arms by.
-    differences = tool.paired_differences(
+    differences = report.paired_differences(
         rows, [(("random", 0), ("random", 0))]
     )
-    text = tool.markdown(tool.summarize(rows), differences, {"sst2": 0.5})
+    text = report.markdown(report.summarize(rows), differences, {"sst2": 0.5})
     assert "SST-2 train acc" not in text.split("Paired differences")[1]
 
 
 def test_probe_columns_sit_beside_the_finetuning_ones_with_the_majority():
-    tool = _tool()
+    report = _report()
     rows = [_row("random", 0, s, 0.5) for s in range(2)]
     for row, probe in zip(rows, (0.6, 0.7)):
         row["trec_probe_accuracy"] = probe
-    text = tool.markdown(tool.summarize(rows), [], {"sst2": 0.5, "trec": 0.25})
+    text = report.markdown(
+        report.summarize(rows), [], {"sst2": 0.5, "trec": 0.25}
+    )
     header = [c.strip() for c in text.splitlines()[0].split("|")]
     column = header.index("TREC probe")
     assert header[column - 1] == "TREC acc"
@@ -145,18 +164,18 @@ def test_task_text_holds_training_sentences_only_without_labels(tmp_path):
     import gzip
     import json
 
-    tool = _tool()
+    data = _data()
     downstream = tmp_path / "downstream"
     downstream.mkdir()
     train_texts = {}
     for task in ("sst2", "trec"):
-        train, evaluation = tool.TASK_FILES[task]
+        train, evaluation = data.TASK_FILES[task]
         train_texts[task] = [f"{task} training sentence {i}" for i in range(45)]
         _write_tsv(downstream / train, [("yes", t) for t in train_texts[task]])
         _write_tsv(downstream / evaluation, [("yes", f"{task} held-out text")])
-    tasks = tool.task_files(str(downstream))
+    tasks = data.task_files(str(downstream))
     assert sorted(tasks) == ["sst2", "trec"]
-    corpus = tool.write_task_text(tasks, str(tmp_path / "text"))
+    corpus = data.write_task_text(tasks, str(tmp_path / "text"))
 
     def read(split):
         path = os.path.join(corpus, f"task_text.{split}.jsonl.gz")
@@ -178,20 +197,20 @@ def test_task_text_holds_training_sentences_only_without_labels(tmp_path):
 
 
 def test_default_data_is_shipped_or_asked_for(tmp_path):
-    tool = _tool()
+    tool, data = _tool(), _data()
     # The smoke setting runs on what the repository ships.
     args = tool.parse_args(["--setting", "quick"])
     assert args.corpus == ["builtin:python-docs"]
-    tasks = tool.task_files(args.downstream)
+    tasks = data.task_files(args.downstream)
     assert list(tasks) == ["sentiment_tiny"]
     assert all(os.path.isfile(path) for path in tasks["sentiment_tiny"])
-    tool.check_inputs(args)
+    data.check_inputs(args)
     # The experiment's tasks are not shipped: a one-line request for them.
     with pytest.raises(SystemExit, match="pass --downstream DIR"):
         tool.main(["--output-dir", str(tmp_path / "out")])
     args = tool.parse_args(["--downstream", str(tmp_path)])
     with pytest.raises(SystemExit, match="holds none of"):
-        tool.check_inputs(args)
+        data.check_inputs(args)
     assert not (tmp_path / "out").exists()
 
 
@@ -207,10 +226,12 @@ def test_arms_are_runs_with_the_packages_recipe_checkpointed_at_half(tmp_path):
     assert (config.optimizer, config.schedule) == ("adamw", "cosine")
     assert config.data == "builtin:python-docs"
     assert config.output_dir.endswith(os.path.join("spactor_tau2_seed1"))
+    # --batches: each seed's exported batches, read by the same run.
+    args = tool.parse_args(["--setting", "quick", "--batches", "exported"])
+    config = tool.pretraining_config("sc", 0, 1, "v.model", args, "out")
+    assert config.data == os.path.join("exported", "pretrain_seed1.npz")
     with pytest.raises(SystemExit, match="must be even"):
-        tool.check_inputs(
-            tool.parse_args(["--setting", "quick", "--steps", "9"])
-        )
+        tool.parse_args(["--setting", "quick", "--steps", "9"])
 
 
 def test_flops_of_the_first_steps_count_hybrid_steps_before_tau():

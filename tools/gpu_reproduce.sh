@@ -17,8 +17,9 @@
 # validation batch the run reads, its vocabulary and the downstream task
 # files into build/device_data; with it and build/device_wheels
 # (`bash tools/gpu_benchmark.sh wheels`) carried to the machine, the run
-# installs Keras and keras-hub offline and reads build/device_data instead
-# of the text.
+# installs Keras and keras-hub offline, and each arm's PretrainingRun reads
+# its seed's batches from build/device_data instead of the text (the same
+# batches; without TensorFlow the runs write no TensorBoard logs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 setting=h100_small
