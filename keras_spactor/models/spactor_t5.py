@@ -156,31 +156,12 @@ class SpacTorT5(
         self.preprocessor = preprocessing.model_preprocessor(
             preprocessor, tokenizer
         )
-        ids = preprocessing.resolve_ids(
-            self.preprocessor,
+        self._set_token_ids(
             vocabulary_size=vocabulary_size,
             num_sentinels=num_sentinels,
             mask_token_id=mask_token_id,
             eos_token_id=eos_token_id,
             pad_token_id=pad_token_id,
-        )
-        self.vocabulary_size = int(
-            ids["vocabulary_size"] or backbone.vocabulary_size
-        )
-        self.num_sentinels = ids["num_sentinels"]
-        mask_token_id = ids["mask_token_id"]
-        if mask_token_id is None:
-            mask_token_id = self.vocabulary_size
-        self.mask_token_id = int(mask_token_id)
-        self.eos_token_id = ids["eos_token_id"]
-        self.pad_token_id = ids["pad_token_id"]
-        self.generator_num_layers = generator_num_layers or max(
-            1, backbone.num_layers // 4
-        )
-        self.generator_hidden_dim = generator_hidden_dim or backbone.hidden_dim
-        self.generator_num_heads = generator_num_heads or backbone.num_heads
-        self.generator_intermediate_dim = (
-            generator_intermediate_dim or backbone.intermediate_dim
         )
         self.mlm_probability = float(mlm_probability)
         self.mask_replacement_rate = float(mask_replacement_rate)
@@ -191,7 +172,49 @@ class SpacTorT5(
         self.rtd_positions = rtd_positions
         self.seed = seed
         config_checks.check_config(self)
+        self._add_stage_one_layers(
+            num_layers=generator_num_layers,
+            hidden_dim=generator_hidden_dim,
+            num_heads=generator_num_heads,
+            intermediate_dim=generator_intermediate_dim,
+        )
+        # T5's position biases as one-hot products: their gradients are
+        # then matrix products, not scatters (slow atomic adds on GPUs).
+        use_one_hot_position_bias(self)
+        self.built = True
+        self.make_term_trackers()
 
+    def _set_token_ids(self, **ids):
+        """Each id given, else the preprocessor's, else T5's; without
+        either, the vocabulary size is the backbone's and the mask id the
+        first spare embedding row (`vocabulary_size`)."""
+        ids = preprocessing.resolve_ids(self.preprocessor, **ids)
+        self.vocabulary_size = int(
+            ids["vocabulary_size"] or self.backbone.vocabulary_size
+        )
+        self.num_sentinels = ids["num_sentinels"]
+        mask_token_id = ids["mask_token_id"]
+        if mask_token_id is None:
+            mask_token_id = self.vocabulary_size
+        self.mask_token_id = int(mask_token_id)
+        self.eos_token_id = ids["eos_token_id"]
+        self.pad_token_id = ids["pad_token_id"]
+
+    def _add_stage_one_layers(
+        self, num_layers, hidden_dim, num_heads, intermediate_dim
+    ):
+        """The generator (its shape defaulting to the backbone's, a
+        quarter as deep), the MLM and RTD heads, built, and the seed
+        state of the masks and samples."""
+        backbone = self.backbone
+        self.generator_num_layers = num_layers or max(
+            1, backbone.num_layers // 4
+        )
+        self.generator_hidden_dim = hidden_dim or backbone.hidden_dim
+        self.generator_num_heads = num_heads or backbone.num_heads
+        self.generator_intermediate_dim = (
+            intermediate_dim or backbone.intermediate_dim
+        )
         self.generator, self.generator_head, self.rtd_head = (
             make_auxiliary_layers(
                 backbone,
@@ -203,16 +226,11 @@ class SpacTorT5(
         )
         # A weight, so that checkpoints resume the masks and samples.
         self.masking_seed_state = self.add_weight(
-            **seed_stream.state_weight_arguments(seed)
+            **seed_stream.state_weight_arguments(self.seed)
         )
         self.generator.build((None, None, backbone.hidden_dim))
         self.generator_head.build((None, None, self.generator_hidden_dim))
         self.rtd_head.build((None, None, backbone.hidden_dim))
-        # T5's position biases as one-hot products: their gradients are
-        # then matrix products, not scatters (slow atomic adds on GPUs).
-        use_one_hot_position_bias(self)
-        self.built = True
-        self.make_term_trackers()
 
     def __setattr__(self, name, value):
         # To the property, untracked: the tokenizer is the preprocessor's.
