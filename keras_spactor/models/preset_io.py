@@ -128,7 +128,30 @@ def load_preset(
             **kwargs,
         )
     local = os.path.isdir(preset)
-    spactor_file = os.path.join(preset, SPACTOR_CONFIG_FILE)
+    _check_preset_name(preset, local)
+    backbone = keras_hub.models.T5Backbone.from_preset(
+        preset, load_weights=load_weights, dtype=dtype
+    )
+    if preprocessor is None:
+        # The stored one (its lengths), with the caller's tokenizer if any.
+        given = _preprocessor_in(preset, local)
+        if tokenizer is not None:
+            given = replace_tokenizer(given, tokenizer)
+    config = _saved_config(preset, local, kwargs, given, vocabulary_size)
+    model = cls(backbone, **config)
+    if not load_weights:
+        # keras-hub starts token embeddings at mean 1.0, as for built-ins.
+        initialize_embeddings_like_t5x(
+            backbone, vocabulary_size=model.vocabulary_size
+        )
+    elif local:
+        _load_stored_auxiliary_weights(model, preset)
+    return model
+
+
+def _check_preset_name(preset, local):
+    """A clear error for a directory without a preset, or a name that is
+    neither a SpacTor preset nor one keras-hub could resolve."""
     if local and not os.path.exists(os.path.join(preset, "config.json")):
         raise ValueError(f"{preset!r} is a directory but holds no preset.")
     if not local and "/" not in preset and not preset.startswith("t5"):
@@ -138,43 +161,35 @@ def load_preset(
             "also a local preset directory or a keras-hub T5 preset such as "
             "'t5_1.1_base'."
         )
-    backbone = keras_hub.models.T5Backbone.from_preset(
-        preset, load_weights=load_weights, dtype=dtype
-    )
+
+
+def _saved_config(preset, local, overrides, preprocessor, vocabulary_size):
+    """`SpacTorT5`'s arguments for a saved preset: a local one's stored
+    settings (`spactor.json`; a keras-hub preset has none), the caller's
+    `overrides`, the `preprocessor` and `vocabulary_size` (by default the
+    stored one, else the preprocessor's)."""
     config = {}
+    spactor_file = os.path.join(preset, SPACTOR_CONFIG_FILE)
     if local and os.path.exists(spactor_file):
         with open(spactor_file) as f:
             config = json.load(f)
-    config.update(kwargs)
-    if preprocessor is not None:
-        config["preprocessor"] = given
-    else:
-        # The stored one (its lengths), with the caller's tokenizer if any.
-        config["preprocessor"] = _preprocessor_in(preset, local)
-        if tokenizer is not None:
-            config["preprocessor"] = replace_tokenizer(
-                config["preprocessor"], tokenizer
-            )
+    config.update(overrides)
+    config["preprocessor"] = preprocessor
     if vocabulary_size is not None:
         config["vocabulary_size"] = vocabulary_size
-    elif config["preprocessor"] is not None:
-        config.setdefault(
-            "vocabulary_size", config["preprocessor"].vocabulary_size
-        )
-    model = cls(backbone, **config)
-    if not load_weights:
-        # keras-hub starts token embeddings at mean 1.0, as for built-ins.
-        initialize_embeddings_like_t5x(
-            backbone, vocabulary_size=model.vocabulary_size
-        )
-        return model
-    if local:
-        for name in (AUXILIARY_WEIGHTS_FILE, LEGACY_AUXILIARY_WEIGHTS_FILE):
-            path = os.path.join(preset, name)
-            if os.path.exists(path):
-                load_auxiliary_weights(model, path)
-                break
-    return model
+    elif preprocessor is not None:
+        config.setdefault("vocabulary_size", preprocessor.vocabulary_size)
+    return config
+
+
+def _load_stored_auxiliary_weights(model, preset):
+    """The generator and heads a local preset holds, in the current file
+    format or the earlier one; none (fresh ones) in a keras-hub preset."""
+    for name in (AUXILIARY_WEIGHTS_FILE, LEGACY_AUXILIARY_WEIGHTS_FILE):
+        path = os.path.join(preset, name)
+        if os.path.exists(path):
+            load_auxiliary_weights(model, path)
+            return
 
 
 class AuxiliaryLayers(keras.layers.Layer):
