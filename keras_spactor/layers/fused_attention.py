@@ -113,7 +113,16 @@ def _fused_layer_call(
         x = layer.cross_attention_dropout(x, training=training)
         x = x + residual
 
-    residual = x
+    x = _feed_forward(layer, x, training) + x
+
+    # As keras-hub's: a functional model's outputs cannot hold `None`.
+    if self_attention_cache is not None:
+        return x, position_bias, self_attention_cache, cross_attention_cache
+    return x, position_bias
+
+
+def _feed_forward(layer, x, training):
+    """The layer's feed-forward block, its residual aside."""
     x = layer.layer_norm(x)
     if layer.use_gated_activation:
         x = layer.input_projector(x) * layer.gate_projector(x)
@@ -121,13 +130,7 @@ def _fused_layer_call(
         x = layer.input_projector(x)
     x = layer.dropout_layer(x, training=training)
     x = layer.output_projector(x)
-    x = layer.dropout_layer(x, training=training)
-    x = x + residual
-
-    # As keras-hub's: a functional model's outputs cannot hold `None`.
-    if self_attention_cache is not None:
-        return x, position_bias, self_attention_cache, cross_attention_cache
-    return x, position_bias
+    return layer.dropout_layer(x, training=training)
 
 
 def _attend(
@@ -157,53 +160,25 @@ def _attend(
         unbatched and unmasked.
     """
     batch_size, query_length = ops.shape(hidden_states)[:2]
-    heads, head_size = attention.num_heads, attention.key_value_dim
 
     def split_heads(states):
-        return ops.reshape(states, (batch_size, -1, heads, head_size))
+        shape = (batch_size, -1, attention.num_heads, attention.key_value_dim)
+        return ops.reshape(states, shape)
 
     query = split_heads(attention.query_projector(hidden_states))
     inputs = hidden_states if key_value_states is None else key_value_states
-    if cache is None:
-        key = split_heads(attention.key_projector(inputs))
-        value = split_heads(attention.value_projector(inputs))
-    elif cache_update_index is None:  # a static cache (encoder states)
-        key, value = cache[:, 0, ...], cache[:, 1, ...]
-    else:
-        start = [0, cache_update_index, 0, 0]
-        key = ops.slice_update(
-            cache[:, 0, ...],
-            start,
-            split_heads(attention.key_projector(inputs)),
-        )
-        value = ops.slice_update(
-            cache[:, 1, ...],
-            start,
-            split_heads(attention.value_projector(inputs)),
-        )
-        cache = ops.stack((key, value), axis=1)
+    key, value, cache = _keys_and_values(
+        attention, inputs, split_heads, cache, cache_update_index
+    )
     key_length = ops.shape(key)[1]
-
     query_start = 0 if cache_update_index is None else cache_update_index
     if position_bias is None:
-        if attention.use_relative_attention_bias:
-            position_bias = attention.compute_bias(
-                query_length, key_length, query_start_index=query_start
-            )
-        else:
-            position_bias = ops.zeros(
-                (1, heads, query_length, key_length), attention.compute_dtype
-            )
-
-    mask = None
-    if key_mask is not None:
-        mask = ops.cast(key_mask, "bool")[:, None, :, :]
-    # Without a cache, queries and keys are the same positions: the
-    # kernel's own causal mask (cuDNN then skips the masked blocks). With
-    # one, the queries start at the cache index, as in keras-hub's mask.
-    is_causal = bool(causal) and cache is None
-    if causal and cache is not None:
-        mask = _and(mask, _causal_mask(query_length, key_length, query_start))
+        position_bias = _position_bias(
+            attention, query_length, key_length, query_start
+        )
+    mask, is_causal = _masks(
+        key_mask, causal, cache, query_length, key_length, query_start
+    )
 
     if training and attention.dropout_layer.rate > 0:
         # The fused call has no dropout on the attention weights.
@@ -225,6 +200,54 @@ def _attend(
         )
     output = ops.reshape(output, (batch_size, -1, attention.inner_dim))
     return attention.output_projector(output), position_bias, cache
+
+
+def _keys_and_values(attention, inputs, split_heads, cache, update_index):
+    """Keys and values `(batch, keys, heads, head size)` of `inputs`, or
+    of the cache (a static one holds the encoder's; a growing one gets
+    this step's written at `update_index`), and the updated cache."""
+    if cache is None:
+        key = split_heads(attention.key_projector(inputs))
+        value = split_heads(attention.value_projector(inputs))
+        return key, value, cache
+    if update_index is None:  # a static cache (encoder states)
+        return cache[:, 0, ...], cache[:, 1, ...], cache
+    start = [0, update_index, 0, 0]
+    key = ops.slice_update(
+        cache[:, 0, ...], start, split_heads(attention.key_projector(inputs))
+    )
+    value = ops.slice_update(
+        cache[:, 1, ...], start, split_heads(attention.value_projector(inputs))
+    )
+    return key, value, ops.stack((key, value), axis=1)
+
+
+def _position_bias(attention, query_length, key_length, query_start):
+    """`(1, heads, queries, keys)`: the layer's relative position bias,
+    or zeros in a layer without a bias table (all but a stack's first)."""
+    if attention.use_relative_attention_bias:
+        return attention.compute_bias(
+            query_length, key_length, query_start_index=query_start
+        )
+    return ops.zeros(
+        (1, attention.num_heads, query_length, key_length),
+        attention.compute_dtype,
+    )
+
+
+def _masks(key_mask, causal, cache, query_length, key_length, query_start):
+    """`(mask, is_causal)` for `keras.ops.dot_product_attention`: the
+    key mask as a bool `(batch, 1, 1, keys)`, and causality as its own."""
+    mask = None
+    if key_mask is not None:
+        mask = ops.cast(key_mask, "bool")[:, None, :, :]
+    # Without a cache, queries and keys are the same positions: the
+    # kernel's own causal mask (cuDNN then skips the masked blocks). With
+    # one, the queries start at the cache index, as in keras-hub's mask.
+    is_causal = bool(causal) and cache is None
+    if causal and cache is not None:
+        mask = _and(mask, _causal_mask(query_length, key_length, query_start))
+    return mask, is_causal
 
 
 def _causal_mask(query_length, key_length, query_start):
