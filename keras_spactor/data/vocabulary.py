@@ -75,11 +75,6 @@ def train_vocabulary(
     tokenizer = keras_hub.models.T5Tokenizer(proto=info["model_file"])
     ```
     """
-    # Not keras-hub's `compute_sentence_piece_proto`: it reads a `tf.data`
-    # dataset (TensorFlow), and T5's sentinels go into the proto after.
-    import sentencepiece as spm
-    from sentencepiece import sentencepiece_model_pb2
-
     num_pieces = vocabulary_size - num_sentinels
     if num_pieces < 8:
         raise ValueError(
@@ -91,6 +86,34 @@ def train_vocabulary(
         for i, d in enumerate(_documents(documents_or_files))
         if i < max_documents and d.strip()
     )
+    proto = _train_sentencepiece(
+        documents,
+        num_pieces,
+        user_defined_symbols=[MASK_TOKEN] if add_mask_token else [],
+        character_coverage=character_coverage,
+        seed=seed,
+    )
+    _append_sentinels(proto, num_sentinels)
+    model_file = _write_vocabulary(proto, output_prefix)
+    pieces = [p.piece for p in proto.pieces]
+    return {
+        "model_file": model_file,
+        "vocabulary_size": len(pieces),
+        "mask_token_id": (pieces.index(MASK_TOKEN) if add_mask_token else None),
+        "sentinel_ids": [len(pieces) - 1 - i for i in range(num_sentinels)],
+    }
+
+
+def _train_sentencepiece(
+    documents, num_pieces, user_defined_symbols, character_coverage, seed
+):
+    """A SentencePiece unigram model of `documents` with T5's special
+    ids (`<pad>` 0, `</s>` 1, `<unk>` 2, no BOS), as a `ModelProto`."""
+    # Not keras-hub's `compute_sentence_piece_proto`: it reads a `tf.data`
+    # dataset (TensorFlow), and T5's sentinels go into the proto after.
+    import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2
+
     spm.set_random_generator_seed(seed)
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
@@ -105,7 +128,7 @@ def train_vocabulary(
         pad_piece="<pad>",
         eos_piece="</s>",
         unk_piece="<unk>",
-        user_defined_symbols=[MASK_TOKEN] if add_mask_token else [],
+        user_defined_symbols=user_defined_symbols,
         character_coverage=character_coverage,
         # Documents are long; SentencePiece's default cuts at 4192 bytes.
         max_sentence_length=1 << 16,
@@ -114,14 +137,25 @@ def train_vocabulary(
     )
     proto = sentencepiece_model_pb2.ModelProto()
     proto.ParseFromString(model.getvalue())
+    return proto
+
+
+def _append_sentinels(proto, num_sentinels):
+    """Adds T5's sentinels to `proto` as user-defined pieces, counting down
+    from the last id: `<extra_id_0>` is the last piece."""
+    from sentencepiece import sentencepiece_model_pb2
+
     user_defined = sentencepiece_model_pb2.ModelProto.SentencePiece.USER_DEFINED
-    # Appended in reverse so that <extra_id_0> is the last piece.
     for index in reversed(range(num_sentinels)):
         piece = proto.pieces.add()
         piece.piece = sentinel_token(index)
         piece.score = 0.0
         piece.type = user_defined
 
+
+def _write_vocabulary(proto, output_prefix):
+    """Writes `<output_prefix>.model` (the proto) and `.vocab` (a piece
+    and its score a line); returns the `.model` path."""
     model_file = f"{output_prefix}.model"
     directory = os.path.dirname(os.path.abspath(model_file))
     os.makedirs(directory, exist_ok=True)
@@ -130,13 +164,7 @@ def train_vocabulary(
     with open(f"{output_prefix}.vocab", "w", encoding="utf-8") as file:
         for piece in proto.pieces:
             file.write(f"{piece.piece}\t{piece.score}\n")
-    pieces = [p.piece for p in proto.pieces]
-    return {
-        "model_file": model_file,
-        "vocabulary_size": len(pieces),
-        "mask_token_id": (pieces.index(MASK_TOKEN) if add_mask_token else None),
-        "sentinel_ids": [len(pieces) - 1 - i for i in range(num_sentinels)],
-    }
+    return model_file
 
 
 def validate_sentinels(tokenizer, num_sentinels=NUM_SENTINELS):
