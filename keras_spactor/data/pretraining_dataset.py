@@ -99,10 +99,17 @@ def span_corruption_examples(
     preprocessor = _checked_preprocessor(
         tokenizer, inputs_length, noise_density, mean_noise_span_length
     )
-    tokenizer = preprocessor.tokenizer
-    vocabulary_size = preprocessor.vocabulary_size
-    eos_id = preprocessor.eos_token_id
-    tokens_length = preprocessor.tokens_length
+    documents = _documents(source, split, seed, shuffle_buffer, repeat, stats)
+    chunks = _token_chunks(documents, preprocessor, num_parallel_calls)
+    examples = _corrupted(chunks, preprocessor, seed, num_parallel_calls)
+    if shuffle_buffer:
+        examples = examples.shuffle(shuffle_buffer, seed=seed)
+    return examples
+
+
+def _documents(source, split, seed, shuffle_buffer, repeat, stats):
+    """The source's documents (blank ones skipped and counted in `stats`),
+    shuffled and repeated if asked."""
     if isinstance(source, tf.data.Dataset):
         stats = stats if stats is not None else DocumentStats()
         documents = source.filter(stats.count)
@@ -118,18 +125,34 @@ def span_corruption_examples(
         documents = documents.shuffle(shuffle_buffer, seed=seed)
     if repeat:
         documents = documents.repeat()
+    return documents
+
+
+def _token_chunks(documents, preprocessor, num_parallel_calls):
+    """seqio's grouping: each group of `DOCUMENTS_PER_GROUP` documents,
+    tokenized without EOS and concatenated, cut into chunks of
+    `tokens_length` tokens (the group's tail a shorter one)."""
+    tokenizer = preprocessor.tokenizer
+    tokens_length = preprocessor.tokens_length
 
     def tokenize_group(texts):
         token_ids = _tokenizer_of_this_graph(tokenizer)(texts)
         flat = tf.cast(token_ids.flat_values, tf.int32)
         return _split_into_chunks(flat, tokens_length)
 
-    chunks = (
+    return (
         documents.batch(DOCUMENTS_PER_GROUP)
         .map(tokenize_group, num_parallel_calls=num_parallel_calls)
         .unbatch()
         .filter(lambda chunk: tf.size(chunk) > 0)
     )
+
+
+def _corrupted(chunks, preprocessor, seed, num_parallel_calls):
+    """Each chunk span-corrupted with its own seed, folded statelessly
+    from `(seed, chunk index)`."""
+    vocabulary_size = preprocessor.vocabulary_size
+    eos_id = preprocessor.eos_token_id
     base_seed = tf.constant([seed, 0], dtype=tf.int64)
 
     def corrupt(index, chunk):
@@ -143,12 +166,9 @@ def span_corruption_examples(
             eos_id=eos_id,
         )
 
-    examples = chunks.enumerate().map(
+    return chunks.enumerate().map(
         corrupt, num_parallel_calls=num_parallel_calls
     )
-    if shuffle_buffer:
-        examples = examples.shuffle(shuffle_buffer, seed=seed)
-    return examples
 
 
 def _checked_preprocessor(tokenizer, inputs_length, noise_density, mean_span):
