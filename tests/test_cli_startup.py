@@ -57,6 +57,7 @@ print(json.dumps({{
 """
 
 
+@pytest.mark.slow  # a fresh Python process
 def test_importing_the_package_quiets_nothing_whatever_argv_says():
     report, stderr = _python(LIBRARY)
     assert report["heavy_on_import"] == []
@@ -137,6 +138,7 @@ print(json.dumps(
 """
 
 
+@pytest.mark.slow  # fresh Python processes
 @pytest.mark.parametrize(
     "imports, registered",
     [

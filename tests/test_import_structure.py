@@ -102,6 +102,7 @@ def test_the_package_has_no_import_cycle():
     assert cycles(import_graph()) == []
 
 
+@pytest.mark.slow  # fresh Python processes
 @pytest.mark.parametrize(
     "module",
     [

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 
 from tests.model_helpers import repeated_dataset
 from tests.model_helpers import span_corruption_like_batch
@@ -29,6 +30,7 @@ def _epoch_losses(policy):
     return history.history, compute_dtype
 
 
+@pytest.mark.slow  # two 50-step fits
 def test_bfloat16_losses_match_float32_over_50_steps():
     full, full_dtype = _epoch_losses("float32")
     mixed, mixed_dtype = _epoch_losses("mixed_bfloat16")

@@ -206,6 +206,7 @@ def test_two_processes_train_as_one_and_resume_after_sigkill(
     assert sorted(os.listdir(pair)) == sorted(os.listdir(single))
 
 
+@pytest.mark.slow  # two CLI runs of the nano preset
 def test_only_process_0_writes_files(tmp_path, monkeypatch, vocabulary):
     """A process other than 0 trains, saves into a scratch folder of its
     own (saving runs collectives, so every process saves) and leaves the

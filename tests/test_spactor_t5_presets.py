@@ -556,6 +556,7 @@ def test_preset_with_legacy_npz_auxiliary_weights_loads(
         keras_spactor.SpacTorT5.from_preset(str(legacy_dir))
 
 
+@pytest.mark.slow  # a fresh Python process
 def test_import_exposes_distribution():
     code = (
         "import keras_spactor; "

@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = """
 import json
 import sys
@@ -45,6 +47,8 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow  # a fresh Python process
+@pytest.mark.backend_independent  # it sets KERAS_BACKEND=jax itself
 def test_import_and_train_on_jax_without_tensorflow():
     env = dict(os.environ, KERAS_BACKEND="jax")
     result = subprocess.run(
@@ -78,6 +82,8 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow  # a fresh Python process
+@pytest.mark.backend_independent
 def test_data_names_are_the_functions_whatever_was_imported_first():
     # Names are imported on first use; a submodule imported before would
     # otherwise shadow the function of the same name.
