@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from keras_spactor import cli
+from tests.model_helpers import assert_same_backbone_weights
 
 TINY = [
     "pretrain",
@@ -139,15 +140,9 @@ def test_pretrain_resume_matches_uninterrupted_run(tmp_path):
             assert "mfu" not in summary["final_logs"]
         assert os.listdir(os.path.join(run, "logs"))
 
-    a = keras_hub.models.T5Backbone.from_preset(os.path.join(whole, "preset"))
-    b = keras_hub.models.T5Backbone.from_preset(os.path.join(parts, "preset"))
-    for x, y in zip(a.weights, b.weights):
-        np.testing.assert_allclose(
-            keras.ops.convert_to_numpy(x),
-            keras.ops.convert_to_numpy(y),
-            rtol=1e-5,
-            atol=1e-6,
-        )
+    assert_same_backbone_weights(
+        os.path.join(whole, "preset"), os.path.join(parts, "preset")
+    )
 
 
 def test_finetune_bad_inputs_fail_before_work(tmp_path, capsys):

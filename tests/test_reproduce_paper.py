@@ -241,3 +241,11 @@ def test_flops_of_the_first_steps_count_hybrid_steps_before_tau():
     assert tool._flops_at(summary, 10) == 4 * 3.0 + 6 * 2.0
     assert tool._flops_at(summary, 3) == 3 * 3.0
     assert tool._flops_at(dict(summary, tau=None), 5) == 5 * 3.0
+
+
+def test_report_lists_the_decoders_finetune_takes():
+    # The report keeps its own copy (it imports no Keras); it must be the
+    # package's.
+    from keras_spactor.evaluation.finetuning_inputs import DECODERS
+
+    assert _report().DECODERS == DECODERS

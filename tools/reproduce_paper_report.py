@@ -12,7 +12,8 @@ import json
 import os
 
 # `keras_spactor.evaluation.finetune`'s ways of fine-tuning a preset (its
-# `decoder`): whole, or the encoder under a fresh decoder.
+# `decoder`): whole, or the encoder under a fresh decoder. A copy, so that
+# the report imports no Keras; a test keeps it equal to the package's.
 DECODERS = ("pretrained", "fresh")
 # Each task's name in the report.
 TASK_NAMES = {"sst2": "SST-2", "trec": "TREC", "sentiment_tiny": "sentiment"}
