@@ -130,7 +130,7 @@ def assert_same_backbone_weights(preset_a, preset_b):
     """The T5 backbones of two preset folders hold the same weights."""
     a = keras_hub.models.T5Backbone.from_preset(str(preset_a))
     b = keras_hub.models.T5Backbone.from_preset(str(preset_b))
-    assert [w.path for w in a.weights] == [w.path for w in b.weights]
+    assert len(a.weights) == len(b.weights)
     for x, y in zip(a.weights, b.weights):
         np.testing.assert_allclose(
             numpy(x), numpy(y), rtol=1e-5, atol=1e-6, err_msg=x.path
