@@ -31,6 +31,11 @@ def _data():
     return importlib.import_module("reproduce_paper_data")
 
 
+def _measures():
+    _tool()
+    return importlib.import_module("reproduce_paper_measures")
+
+
 def _row(objective, steps, seed, sst2, trec=0.5, loss=5.0, tau=None):
     return {
         "objective": objective,
@@ -85,7 +90,7 @@ def test_summary_groups_seeds_and_names_spactor_arms_by_tau():
 def test_comparisons_cover_the_questions_asked():
     tool = _tool()
     args = tool.parse_args(["--steps", "100", "--tau", "25"])
-    pairs = tool.comparisons(args)
+    pairs = _report().comparisons(args.steps, args.tau)
     arm = "spactor tau=25"
     assert (("sc", 100), ("random", 0)) in pairs
     assert ((arm, 50), ("sc", 100)) in pairs  # the paper's claim
@@ -235,12 +240,12 @@ def test_arms_are_runs_with_the_packages_recipe_checkpointed_at_half(tmp_path):
 
 
 def test_flops_of_the_first_steps_count_hybrid_steps_before_tau():
-    tool = _tool()
+    measures = _measures()
     flops = {"hybrid": 3.0, "span_corruption": 2.0}
     summary = {"tau": 4, "flops_per_step": flops}
-    assert tool._flops_at(summary, 10) == 4 * 3.0 + 6 * 2.0
-    assert tool._flops_at(summary, 3) == 3 * 3.0
-    assert tool._flops_at(dict(summary, tau=None), 5) == 5 * 3.0
+    assert measures.flops_at(summary, 10) == 4 * 3.0 + 6 * 2.0
+    assert measures.flops_at(summary, 3) == 3 * 3.0
+    assert measures.flops_at(dict(summary, tau=None), 5) == 5 * 3.0
 
 
 def test_report_lists_the_decoders_finetune_takes():

@@ -285,8 +285,9 @@ def pretrain(objective, tau, seed, vocabulary, preprocessor, args, out):
     if steps != config.steps // 2:
         raise RuntimeError(f"the checkpoint before the last is at {steps}")
     arm = {"objective": objective, "tau": tau, "seed": seed}
+    half_flops = measures.flops_at(summary, steps)
     for model, training in [
-        (half, {"steps": steps, "train_flops": _flops_at(summary, steps)}),
+        (half, {"steps": steps, "train_flops": half_flops}),
         (
             run.model,
             {
@@ -305,32 +306,13 @@ def pretrain(objective, tau, seed, vocabulary, preprocessor, args, out):
         yield row
 
 
-def _flops_at(summary, steps):
-    """Training FLOPs of a run's first `steps` steps, from its summary."""
-    tau, flops = summary["tau"], summary["flops_per_step"]
-    hybrid = steps if tau is None else min(steps, tau)
-    return (
-        hybrid * flops["hybrid"] + (steps - hybrid) * flops["span_corruption"]
-    )
-
-
-# The statistics: the questions asked, as (a, b) pairs of (arm, steps).
-
-
-def comparisons(args):
-    half, full = args.steps // 2, args.steps
-    pairs = [(("sc", s), ("random", 0)) for s in (half, full)]
-    for tau in args.tau:
-        arm = f"spactor tau={tau}"
-        pairs += [((arm, s), ("random", 0)) for s in (half, full)]
-        pairs += [((arm, s), ("sc", s)) for s in (half, full)]
-        pairs.append(((arm, half), ("sc", full)))
-    return pairs
-
-
 def write_report(rows, args, minutes=None):
     report.write_report(
-        rows, comparisons(args), args.output_dir, vars(args), minutes
+        rows,
+        report.comparisons(args.steps, args.tau),
+        args.output_dir,
+        vars(args),
+        minutes,
     )
 
 

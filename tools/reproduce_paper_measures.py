@@ -93,3 +93,12 @@ def finetune_order(rows):
         return (not first, arm_rank, row["seed"])
 
     return sorted(rows, key=key)
+
+
+def flops_at(summary, steps):
+    """Training FLOPs of a run's first `steps` steps, from its summary."""
+    tau, flops = summary["tau"], summary["flops_per_step"]
+    hybrid = steps if tau is None else min(steps, tau)
+    return (
+        hybrid * flops["hybrid"] + (steps - hybrid) * flops["span_corruption"]
+    )

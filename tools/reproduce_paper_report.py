@@ -102,6 +102,20 @@ def summarize(rows):
     )
 
 
+def comparisons(steps, taus):
+    """The questions asked, as `(a, b)` pairs of (arm, steps): each
+    pre-training against random init, each SpacTor against SC at the same
+    steps, and SpacTor at N/2 against SC at N (the paper's claim)."""
+    half, full = steps // 2, steps
+    pairs = [(("sc", s), ("random", 0)) for s in (half, full)]
+    for tau in taus:
+        arm = f"spactor tau={tau}"
+        pairs += [((arm, s), ("random", 0)) for s in (half, full)]
+        pairs += [((arm, s), ("sc", s)) for s in (half, full)]
+        pairs.append(((arm, half), ("sc", full)))
+    return pairs
+
+
 def paired_differences(rows, comparisons):
     """Per-seed differences `a - b` for each `(a, b)` of (arm, steps) keys:
     `keras_spactor.evaluation.paired_difference` of every metric."""
