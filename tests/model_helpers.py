@@ -31,11 +31,14 @@ def tiny_backbone(num_layers=2, tie=False, reinitialize=True):
     return backbone
 
 
-def tiny_model(seed=1, **kwargs):
+def tiny_model(seed=1, backbone=None, **kwargs):
+    """A SpacTorT5 on `backbone` (default: a new `tiny_backbone()`). Tests
+    of arguments the model rejects share one backbone: building one is
+    the slow part (over a second on TensorFlow)."""
     keras.utils.set_random_seed(seed)
     kwargs.setdefault("generator_num_layers", 1)
     return keras_spactor.SpacTorT5(
-        tiny_backbone(),
+        backbone or tiny_backbone(),
         vocabulary_size=VOCABULARY_SIZE,
         seed=seed,
         **kwargs,

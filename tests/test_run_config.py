@@ -91,8 +91,11 @@ def test_percentage_is_resolved_once_across_fit_calls():
         _begin(alone, 100, 100, 1)
 
 
+@pytest.mark.slow
 def test_switch_is_exact_in_a_loop_of_fit_calls():
-    """Three fit calls of 2 steps, tau 50% of 6: steps 0-2 hybrid."""
+    """Three fit calls of 2 steps, tau 50% of 6: steps 0-2 hybrid. (Slow:
+    tracing both stages' steps takes 12 s on TensorFlow; the fast tier
+    checks a switch inside one fit.)"""
     model = mh.tiny_model()
     model.compile(optimizer=keras.optimizers.AdamW(1e-3))
     x, y = mh.span_corruption_like_batch()

@@ -196,11 +196,14 @@ def test_generator_never_samples_special_or_unused_ids():
 
 
 def test_rtd_positions_and_mask_rate_are_validated_and_saved():
+    backbone = mh.tiny_backbone()
     with pytest.raises(ValueError, match="rtd_positions"):
-        mh.tiny_model(rtd_positions="some")
+        mh.tiny_model(rtd_positions="some", backbone=backbone)
     with pytest.raises(ValueError, match="mask_replacement_rate"):
-        mh.tiny_model(mask_replacement_rate=0.0)
-    model = mh.tiny_model(rtd_positions="all", mask_replacement_rate=0.85)
+        mh.tiny_model(mask_replacement_rate=0.0, backbone=backbone)
+    model = mh.tiny_model(
+        rtd_positions="all", mask_replacement_rate=0.85, backbone=backbone
+    )
     config = model.get_config()
     assert config["rtd_positions"] == "all"
     assert config["mask_replacement_rate"] == 0.85
@@ -210,9 +213,11 @@ def test_rtd_over_all_positions_adds_never_replaced_tokens():
     """ELECTRA's choice: sentinels and EOS count as "original" too, so the
     RTD loss is the eligible-only loss diluted by easy positions."""
     x, y = mh.span_corruption_like_batch()
-    losses = {}
+    losses, backbone = {}, mh.tiny_backbone()
     for positions in ("eligible", "all"):
-        model = mh.tiny_model(seed=4, rtd_positions=positions)
+        model = mh.tiny_model(
+            seed=4, rtd_positions=positions, backbone=backbone
+        )
         losses[positions] = model.compute_losses(x, y, hybrid=True)[1]
     assert float(losses["all"]["rtd_loss"]) != pytest.approx(
         float(losses["eligible"]["rtd_loss"]), rel=1e-3

@@ -221,18 +221,19 @@ def test_evaluate_reports_span_corruption_loss_and_accuracy():
 
 
 def test_bad_inputs_fail_before_training():
+    backbone = mh.tiny_backbone()
     with pytest.raises(ValueError, match="tau must be >= 0"):
-        mh.tiny_model(tau=-1)
+        mh.tiny_model(tau=-1, backbone=backbone)
     with pytest.raises(ValueError, match="tau must be >= 0"):
         TauScheduler(-5)
     with pytest.raises(ValueError, match="collides with a sentinel"):
-        mh.tiny_model(mask_token_id=mh.VOCABULARY_SIZE - 3)
+        mh.tiny_model(mask_token_id=mh.VOCABULARY_SIZE - 3, backbone=backbone)
     with pytest.raises(ValueError, match="pad or EOS"):
-        mh.tiny_model(mask_token_id=1)
+        mh.tiny_model(mask_token_id=1, backbone=backbone)
     with pytest.raises(ValueError, match="outside the model's embedding"):
-        mh.tiny_model(mask_token_id=mh.EMBEDDING_ROWS)
+        mh.tiny_model(mask_token_id=mh.EMBEDDING_ROWS, backbone=backbone)
     with pytest.raises(ValueError, match="larger than the model's embedding"):
-        keras_spactor.SpacTorT5(mh.tiny_backbone(), vocabulary_size=1000)
+        keras_spactor.SpacTorT5(backbone, vocabulary_size=1000)
 
     model = mh.tiny_model()
     model.compile(optimizer="adam")
