@@ -33,12 +33,13 @@ def tiny_backbone(num_layers=2, tie=False, reinitialize=True):
 
 def tiny_model(seed=1, backbone=None, **kwargs):
     """A SpacTorT5 on `backbone` (default: a new `tiny_backbone()`). Tests
-    of arguments the model rejects share one backbone: building one is
-    the slow part (over a second on TensorFlow)."""
+    that build several models without training them (rejected arguments,
+    one setting against another) share one backbone: building it is the
+    slow part (over a second on TensorFlow)."""
     keras.utils.set_random_seed(seed)
     kwargs.setdefault("generator_num_layers", 1)
     return keras_spactor.SpacTorT5(
-        backbone or tiny_backbone(),
+        tiny_backbone() if backbone is None else backbone,
         vocabulary_size=VOCABULARY_SIZE,
         seed=seed,
         **kwargs,
