@@ -95,3 +95,22 @@ def train_step_flops(model, batch_size, inputs_length, targets_length, hybrid):
         )
         forward += 2 * enc_tokens * (b.hidden_dim * b.hidden_dim + b.hidden_dim)
     return 3 * forward
+
+
+def flops_of_first_steps(steps, tau, hybrid_step_flops, sc_step_flops):
+    """Training FLOPs of a run's first `steps` steps: those before `tau`
+    are hybrid steps, the rest span-corruption steps.
+
+    Args:
+        steps: int. How many steps have run.
+        tau: int, or `None` for a run that stays hybrid.
+        hybrid_step_flops: int. FLOPs of one stage-1 step.
+        sc_step_flops: int. FLOPs of one stage-2 step.
+
+    Example:
+    ```python
+    flops_of_first_steps(1000, 250, hybrid_step_flops, sc_step_flops)
+    ```
+    """
+    hybrid = steps if tau is None else min(steps, tau)
+    return hybrid * hybrid_step_flops + (steps - hybrid) * sc_step_flops

@@ -97,8 +97,9 @@ def finetune_order(rows):
 
 def flops_at(summary, steps):
     """Training FLOPs of a run's first `steps` steps, from its summary."""
-    tau, flops = summary["tau"], summary["flops_per_step"]
-    hybrid = steps if tau is None else min(steps, tau)
-    return (
-        hybrid * flops["hybrid"] + (steps - hybrid) * flops["span_corruption"]
+    from keras_spactor.flops import flops_of_first_steps
+
+    flops = summary["flops_per_step"]
+    return flops_of_first_steps(
+        steps, summary["tau"], flops["hybrid"], flops["span_corruption"]
     )

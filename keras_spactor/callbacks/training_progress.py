@@ -4,6 +4,8 @@ import keras
 
 from keras_spactor._keras_compat import callback_model
 from keras_spactor._keras_compat import learning_rate_schedule
+from keras_spactor.flops import flops_of_first_steps
+from keras_spactor.flops import train_step_flops
 
 
 def _now():
@@ -75,8 +77,6 @@ class TrainingProgress(keras.callbacks.Callback):
         progress = TrainingProgress.for_model(model, 128, 512)
         ```
         """
-        from keras_spactor.flops import train_step_flops
-
         if targets_length is None:
             from keras_spactor.data import span_corruption_lengths
 
@@ -123,11 +123,8 @@ class TrainingProgress(keras.callbacks.Callback):
         self._constant_rate = float(
             keras.ops.convert_to_numpy(model.optimizer.learning_rate)
         )
-        tau = model.tau
-        hybrid_steps = self.step if tau is None else min(self.step, tau)
-        self.train_flops = (
-            hybrid_steps * self.hybrid_step_flops
-            + (self.step - hybrid_steps) * self.sc_step_flops
+        self.train_flops = flops_of_first_steps(
+            self.step, model.tau, self.hybrid_step_flops, self.sc_step_flops
         )
 
     # Keras' TensorBoard logs `learning_rate` only per epoch, reading the
